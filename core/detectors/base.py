@@ -1,0 +1,231 @@
+"""The detector contract every method implements, and the result it returns.
+
+The GUI, the CLI, the store and the benchmarks only ever talk to this interface, so a new method
+plugs in by subclassing `Detector` and registering a name (see `registry.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+# progress(done, total, info): info carries live values such as {"loss": 123.4, "epoch": 3}.
+ProgressFn = Callable[[int, int, dict], None]
+StopFn = Callable[[], bool]
+
+
+class Cancelled(Exception):
+    """Raised inside fit/score when `should_stop()` turned true; the caller asked for it."""
+
+
+class DetectorError(Exception):
+    """A user-facing problem with a detector or a model file (message names the file)."""
+
+
+def no_progress(done: int, total: int, info: dict) -> None:
+    """Default progress sink."""
+
+
+def never_stop() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class MapGeometry:
+    """Where a score map lies on the image it came from.
+
+    A map of shape (gh, gw) on a patch grid: cell (i, j) scores the patch whose top-left corner is
+    (i * stride, j * stride) in the *processed* image of shape `input_shape`, `patch` pixels square.
+    A pixel map has patch = stride = 1. `original_shape` is the image as decoded from disk, so an overlay
+    scales by original_shape / input_shape.
+    """
+
+    input_shape: tuple[int, int]
+    original_shape: tuple[int, int]
+    patch: int
+    stride: int
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ScoreResult:
+    """Scores of a batch of images.
+
+    scores: (N,) the default component, higher = more anomalous.
+    components: name -> (N,) every component the method defines (e.g. L, D, A, M); includes the default.
+    maps: name -> list of N 2-D float32 arrays (patch or pixel grid), one per image.
+    geometry: one MapGeometry per image.
+    extras: method-specific small payloads (e.g. OIAD morph strips), name -> list of N items.
+    """
+
+    default_component: str
+    components: dict[str, np.ndarray]
+    maps: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    geometry: list[MapGeometry] = field(default_factory=list)
+    extras: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.components[self.default_component]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @staticmethod
+    def concatenate(parts: Sequence[ScoreResult]) -> ScoreResult:
+        """Join the results of consecutive batches (same detector)."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        first = parts[0]
+        return ScoreResult(
+            default_component=first.default_component,
+            components={k: np.concatenate([p.components[k] for p in parts]) for k in first.components},
+            maps={k: [m for p in parts for m in p.maps[k]] for k in first.maps},
+            geometry=[g for p in parts for g in p.geometry],
+            extras={k: [e for p in parts for e in p.extras[k]] for k in first.extras},
+        )
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyperparameter: the CLI's --set and the GUI's settings form are built from these."""
+
+    name: str
+    default: Any
+    help: str
+    choices: tuple | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def parse(self, text: str) -> Any:
+        """Convert a command-line string to this parameter's type, with a plain error."""
+        kind = type(self.default)
+        try:
+            if self.default is None:
+                value: Any = None if text.lower() in ("none", "") else _auto(text)
+            elif kind is bool:
+                if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError
+                value = text.lower() in ("1", "true", "yes")
+            else:
+                value = kind(text)
+        except ValueError:
+            raise DetectorError(f"{self.name}: {text!r} is not a valid {kind.__name__}") from None
+        self.check(value)
+        return value
+
+    def check(self, value: Any) -> None:
+        if self.choices is not None and value not in self.choices:
+            raise DetectorError(f"{self.name}: {value!r} is not one of {list(self.choices)}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if self.minimum is not None and value < self.minimum:
+                raise DetectorError(f"{self.name}: {value} is below the minimum {self.minimum}")
+            if self.maximum is not None and value > self.maximum:
+                raise DetectorError(f"{self.name}: {value} is above the maximum {self.maximum}")
+
+
+def _auto(text: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+@dataclass
+class FitReport:
+    """What training did: why it stopped and the loss history (for the GUI's curve and the reports)."""
+
+    seconds: float = 0.0
+    steps: int = 0
+    epochs: int = 0
+    stopped_by: str = "done"  # "done" (epoch/step limit), "time_budget", "converged"
+    loss_history: list[float] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Detector(ABC):
+    """Base class: holds hyperparameters, trains on normal images, scores any images.
+
+    Images are float32 arrays H x W x C in [0, 1] (see core.data.images). Subclasses declare PARAMS
+    and implement `_fit`, `_score`, `_state` / `_load_state`.
+    """
+
+    name: ClassVar[str] = ""
+    PARAMS: ClassVar[tuple[Param, ...]] = ()
+    components: ClassVar[tuple[str, ...]] = ("score",)
+    default_component: ClassVar[str] = "score"
+
+    def __init__(self, **params: Any) -> None:
+        schema = {p.name: p for p in self.PARAMS}
+        unknown = set(params) - set(schema)
+        if unknown:
+            raise DetectorError(
+                f"{self.name}: unknown setting(s) {sorted(unknown)}; known: {sorted(schema)}"
+            )
+        self.params: dict[str, Any] = {p.name: p.default for p in self.PARAMS}
+        for key, value in params.items():
+            schema[key].check(value)
+            self.params[key] = value
+        self.fit_report: FitReport | None = None
+        self.metadata: dict[str, Any] = {}
+        self.fitted = False
+
+    # -- public contract -------------------------------------------------------------------------
+    def fit(
+        self, images: Sequence[np.ndarray], *, progress: ProgressFn = no_progress,
+        should_stop: StopFn = never_stop,
+    ) -> FitReport:
+        if len(images) == 0:
+            raise DetectorError(f"{self.name}: no training images")
+        report = self._fit(images, progress=progress, should_stop=should_stop)
+        self.fit_report = report
+        self.fitted = True
+        return report
+
+    def score(
+        self, images: Sequence[np.ndarray], *, progress: ProgressFn = no_progress,
+        should_stop: StopFn = never_stop,
+    ) -> ScoreResult:
+        if not self.fitted:
+            raise DetectorError(f"{self.name}: score() before fit() or load()")
+        if len(images) == 0:
+            return ScoreResult(self.default_component, {c: np.zeros(0, np.float32) for c in self.components})
+        return self._score(images, progress=progress, should_stop=should_stop)
+
+    def save(self, path: str | Path) -> None:
+        from core.modelio import save_detector
+
+        save_detector(self, Path(path))
+
+    # -- for subclasses ----------------------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> FitReport:
+        ...
+
+    @abstractmethod
+    def _score(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> ScoreResult:
+        ...
+
+    @abstractmethod
+    def _state(self) -> dict[str, Any]:
+        """Tensors and arrays to save: name -> torch.Tensor | np.ndarray (no objects)."""
+
+    @abstractmethod
+    def _load_state(self, state: dict[str, Any]) -> None:
+        ...
+
+    def describe(self) -> str:
+        return f"{self.name}({json.dumps(self.params, sort_keys=True)})"

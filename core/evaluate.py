@@ -1,0 +1,139 @@
+"""Train on a folder's good images, score its test images, and measure: the engine behind
+`anomaly-inspector evaluate`, the demo and the benchmarks."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import metrics
+from core.data.folders import ImageFolder, ImageItem, scan_folder
+from core.data.images import Skipped, decode_image, decode_mask, load_images
+from core.detectors.base import Detector, ProgressFn, ScoreResult, no_progress
+from core.detectors.registry import create
+from core.scoring import pixel_map
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class LoadedImages:
+    items: list[ImageItem]
+    images: list[np.ndarray]
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def load_items(items: Sequence[ImageItem], log: Log = print) -> LoadedImages:
+    """Decode the images of `items`; a bad file is reported by name and left out, the rest goes on."""
+    images, kept, skipped = load_images([it.path for it in items],
+                                        on_skip=lambda s: log(f"warning: {s}"))
+    by_path = {it.path: it for it in items}
+    return LoadedImages([by_path[p] for p in kept], images, skipped)
+
+
+def training_fingerprint(items: Sequence[ImageItem], root: Path) -> str:
+    """Identifies the training set (relative paths and sizes) so a model records what it learned from."""
+    h = hashlib.sha256()
+    for it in sorted(items, key=lambda i: i.path):
+        p = Path(it.path)
+        rel = p.relative_to(root) if p.is_relative_to(root) else p
+        h.update(f"{rel.as_posix()}\0{p.stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
+def train_detector(folder: ImageFolder, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,
+                   log: Log = print) -> tuple[Detector, LoadedImages]:
+    train = load_items(folder.train, log)
+    if not train.images:
+        raise ValueError(f"{folder.root}: no usable training images (good images) found")
+    detector = create(name, **params)
+    detector.metadata["train_fingerprint"] = training_fingerprint(train.items, folder.root)
+    detector.metadata["n_train"] = len(train.images)
+    detector.metadata["train_folder"] = str(folder.root)
+    detector.fit(train.images, progress=progress)
+    return detector, train
+
+
+def image_labels(items: Sequence[ImageItem]) -> np.ndarray:
+    return np.array([it.label == "defect" for it in items], dtype=bool)
+
+
+def measure(result: ScoreResult, items: Sequence[ImageItem]) -> dict[str, Any]:
+    """AUROC / AUPR / F1-max per component, pixel AUROC and PRO per component where masks exist."""
+    labels = image_labels(items)
+    out: dict[str, Any] = {"image_auroc": {}, "image_aupr": {}, "f1_max": {}, "f1_max_threshold": {}}
+    if labels.all() or not labels.any():
+        out["note"] = "image metrics need both good and defect test images"
+        return out
+    for name, scores in result.components.items():
+        out["image_auroc"][name] = round(metrics.auroc(labels, scores), 4)
+        out["image_aupr"][name] = round(metrics.aupr(labels, scores), 4)
+        f1, thr = metrics.f1_max(labels, scores)
+        out["f1_max"][name], out["f1_max_threshold"][name] = round(f1, 4), thr
+    masks, keep = _masks(items)
+    if masks and result.maps:
+        out["pixel_auroc"], out["pixel_pro"] = {}, {}
+        for name, maps in result.maps.items():
+            dense = [pixel_map(maps[i], result.geometry[i]) for i in keep]
+            dense = [_fit_to(d, m.shape) for d, m in zip(dense, masks, strict=True)]
+            out["pixel_auroc"][name] = round(metrics.pixel_auroc(masks, dense), 4)
+            out["pixel_pro"][name] = round(metrics.pro_score(masks, dense), 4)
+    return out
+
+
+def _fit_to(dense: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    import cv2
+
+    if dense.shape == shape:
+        return dense
+    return cv2.resize(dense, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _masks(items: Sequence[ImageItem]) -> tuple[list[np.ndarray], list[int]]:
+    """Masks for every test image (good ones: empty) — only if every defect image has one."""
+    defects = [it for it in items if it.label == "defect"]
+    if not defects or any(it.mask_path is None for it in defects):
+        return [], []
+    masks = []
+    for it in items:
+        if it.mask_path:
+            masks.append(decode_mask(it.mask_path))
+        else:
+            masks.append(np.zeros(decode_image(it.path).shape[:2], bool))
+    return masks, list(range(len(items)))
+
+
+def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,
+             log: Log = print) -> tuple[dict[str, Any], Detector, ScoreResult, LoadedImages]:
+    """Train on DATA's good training images, score its test images, return the JSON report."""
+    folder = scan_folder(data)
+    t0 = time.perf_counter()
+    detector, train = train_detector(folder, name, params, progress=progress, log=log)
+    train_seconds = time.perf_counter() - t0
+    test = load_items(folder.test, log)
+    t1 = time.perf_counter()
+    result = detector.score(test.images, progress=progress)
+    score_seconds = time.perf_counter() - t1
+    report = {
+        "detector": detector.name,
+        "params": detector.params,
+        "data": str(folder.root),
+        **measure(result, test.items),
+        "default_component": result.default_component,
+        "train_seconds": round(train_seconds, 2),
+        "stopped_by": detector.fit_report.stopped_by if detector.fit_report else None,
+        "epochs": detector.fit_report.epochs if detector.fit_report else None,
+        "score_seconds": round(score_seconds, 2),
+        "score_images_per_second": round(len(test.images) / max(score_seconds, 1e-9), 2),
+        "n_train": len(train.images),
+        "n_test": len(test.images),
+        "n_test_defect": int(image_labels(test.items).sum()),
+        "skipped_files": [str(s) for s in train.skipped + test.skipped],
+    }
+    return report, detector, result, test
