@@ -20,7 +20,7 @@ from core.progress_text import TextProgress
 DEMO_DETECTOR = "vae"
 # A CPU-sized patch VAE for the 128 px demo images (paper: 96 px patches, N_c = 32, N_z = 50 on 640 px).
 DEMO_SETTINGS: dict[str, Any] = {"patch_size": 32, "stride": 8, "n_conv": 4, "base_channels": 16, "latent": 16,
-                                 "epochs": 20, "patches_per_image": 32}
+                                 "epochs": 40, "patches_per_image": 32}
 
 
 class UserError(Exception):

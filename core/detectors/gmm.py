@@ -50,9 +50,10 @@ class PatchGMM(PcaPatchDetector):
         gmm = GaussianMixture(self.params["n_components"], covariance_type="full",
                               reg_covar=self.params["reg_covar"], max_iter=self.params["max_iter"],
                               random_state=seed).fit(feats)
-        self.weights = gmm.weights_
-        self.means = gmm.means_
-        self.prec_chol = gmm.precisions_cholesky_
+        # C order, as they come back from a model file: the same memory layout gives bit-identical scores.
+        self.weights = np.ascontiguousarray(gmm.weights_)
+        self.means = np.ascontiguousarray(gmm.means_)
+        self.prec_chol = np.ascontiguousarray(gmm.precisions_cholesky_)
 
     def feature_scores(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
         return gaussian_split(feats, torch.from_numpy(self.weights), torch.from_numpy(self.means),

@@ -47,8 +47,8 @@ class PcaPatchDetector(PatchDetector):
             raise Cancelled()
         n_comp = min(self.params["pca_components"], x.shape[0] - 1, x.shape[1])
         pca = PCA(n_components=n_comp, svd_solver="randomized", random_state=seed).fit(x)
-        self.pca_mean = pca.mean_.astype(np.float32)
-        self.pca_basis = pca.components_.astype(np.float32)  # (n_comp, D)
+        self.pca_mean = np.ascontiguousarray(pca.mean_, dtype=np.float32)
+        self.pca_basis = np.ascontiguousarray(pca.components_, dtype=np.float32)  # (n_comp, D)
         feats = self._project(torch.from_numpy(x)).numpy().astype(np.float64)
         progress(2, 3, {"stage": "model"})
         if should_stop():

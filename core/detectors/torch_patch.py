@@ -26,6 +26,8 @@ TRAIN_PARAMS: tuple[Param, ...] = (
     Param("time_budget", 0.0, "stop training after this many seconds (0 = no limit)", minimum=0.0),
     Param("lr", 1e-3, "Adam learning rate (paper: 1e-3)", minimum=0.0),
     Param("weight_decay", 1e-4, "Adam weight decay (paper: 1e-4)", minimum=0.0),
+    Param("lr_schedule", "constant", "learning rate over training: constant (paper) or cosine decay to 0, "
+          "which ends training in a calmer state", choices=("constant", "cosine")),
 )
 
 
@@ -91,7 +93,14 @@ class TorchPatchDetector(PatchDetector):
         batch = self.params["batch_size"]
         steps = max(1, math.ceil(len(tensors) * self.params["patches_per_image"] / batch))
 
+        total_steps = steps * self.params["epochs"]
+        done = [0]
+
         def step() -> float:
+            if self.params["lr_schedule"] == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = self.params["lr"] * 0.5 * (1 + math.cos(math.pi * done[0] / total_steps))
+            done[0] += 1
             x = random_crops(tensors, batch, self.params["patch_size"], gen).to(self.device)
             loss = self.training_loss(x)
             opt.zero_grad(set_to_none=True)

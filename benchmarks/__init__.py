@@ -1,0 +1,1 @@
+"""Quality and speed benchmarks (never part of the test run); results go to docs/."""
