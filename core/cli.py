@@ -134,7 +134,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     a = report["image_auroc"]
     print(f"unregularized score M vs ordinary score L: AUROC {a['M']:.3f} vs {a['L']:.3f} (paper 000's claim: "
           f"M is robust to heterogeneous complexity)")
-    return 0
+    if args.no_gui:
+        return 0
+    return _open_window(root, detector=detector, preset=(DEMO_DETECTOR, settings))
+
+
+def _open_window(path: str | Path | None, **kwargs: Any) -> int:
+    """The window, where a display exists; the GUI package is imported only here (core stays Qt-free)."""
+    try:
+        from inspector_gui.app import display_available, run_app
+    except ImportError as exc:
+        print(f"the window is not available ({exc}); the command line works without it", file=sys.stderr)
+        return 0 if path is not None and kwargs else 2
+    if not display_available():
+        print("no display found (DISPLAY / WAYLAND_DISPLAY unset): not opening the window", file=sys.stderr)
+        return 0 if kwargs else 2
+    return run_app(path, **kwargs)
 
 
 def cmd_detectors(args: argparse.Namespace) -> int:
@@ -188,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", "-s", action="append", metavar="KEY=VALUE", help="override a demo VAE setting")
     p.add_argument("--report", "-r", help="JSON report to write")
     p.add_argument("--out", "-o", help="also save the trained model here")
+    p.add_argument("--no-gui", action="store_true", help="do not open the window afterwards")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("detectors", help="list the detectors and their settings")
@@ -209,6 +225,16 @@ def _add_optional_commands(sub: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Bare command, or a folder / store path instead of a verb: open the window on it.
+    commands = {name for action in parser._subparsers._group_actions for name in action.choices}
+    if not argv or (argv[0] not in commands and not argv[0].startswith("-")):
+        target = argv[0] if argv else None
+        if target is not None and not Path(target).exists():
+            print(f"error: {target}: no such folder or store file (commands: {', '.join(sorted(commands))})",
+                  file=sys.stderr)
+            return 2
+        return _open_window(target)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -15,7 +15,7 @@ import numpy as np
 from core import metrics
 from core.data.folders import ImageFolder, ImageItem, scan_folder
 from core.data.images import Skipped, decode_image, decode_mask, load_images
-from core.detectors.base import Detector, ProgressFn, ScoreResult, no_progress
+from core.detectors.base import Detector, ProgressFn, ScoreResult, StopFn, never_stop, no_progress
 from core.detectors.registry import create
 from core.scoring import pixel_map
 
@@ -52,12 +52,18 @@ def train_detector(folder: ImageFolder, name: str, params: dict[str, Any], *, pr
     train = load_items(folder.train, log)
     if not train.images:
         raise ValueError(f"{folder.root}: no usable training images (good images) found")
+    detector = new_detector(name, params, train, folder)
+    detector.fit(train.images, progress=progress)
+    return detector, train
+
+
+def new_detector(name: str, params: dict[str, Any], train: LoadedImages, folder: ImageFolder) -> Detector:
+    """A detector stamped with what it will learn from (fingerprint, count, folder)."""
     detector = create(name, **params)
     detector.metadata["train_fingerprint"] = training_fingerprint(train.items, folder.root)
     detector.metadata["n_train"] = len(train.images)
     detector.metadata["train_folder"] = str(folder.root)
-    detector.fit(train.images, progress=progress)
-    return detector, train
+    return detector
 
 
 def image_labels(items: Sequence[ImageItem]) -> np.ndarray:
@@ -137,3 +143,29 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
         "skipped_files": [str(s) for s in train.skipped + test.skipped],
     }
     return report, detector, result, test
+
+
+@dataclass
+class TrainScoreOutcome:
+    detector: Detector
+    result: ScoreResult
+    scored: LoadedImages  # the images the result rows refer to, in order
+    train: LoadedImages
+
+
+def train_and_score(folder: ImageFolder, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,
+                    should_stop: StopFn = never_stop, log: Log = print) -> TrainScoreOutcome:
+    """What the window's Train button does: fit on the good training images, then score every image of
+    the folder. Progress info carries a "stage" (loading, training, scoring) for the status line."""
+
+    def staged(stage: str) -> ProgressFn:
+        return lambda done, total, info: progress(done, total, {"stage": stage, **info})
+
+    train = load_items(folder.train, log)
+    if not train.images:
+        raise ValueError(f"{folder.root}: no good training images found (MVTec: train/good; folder: good/)")
+    detector = new_detector(name, params, train, folder)
+    detector.fit(train.images, progress=staged("training"), should_stop=should_stop)
+    scored = load_items(folder.items, log)
+    result = detector.score(scored.images, progress=staged("scoring"), should_stop=should_stop)
+    return TrainScoreOutcome(detector, result, scored, train)

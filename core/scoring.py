@@ -84,3 +84,17 @@ def pixel_map(grid: np.ndarray, geometry: MapGeometry, reduce: str = "mean") -> 
         h, w = geometry.original_shape
         dense = cv2.resize(dense, (w, h), interpolation=cv2.INTER_LINEAR)
     return dense
+
+
+def shared_map_ranges(maps: dict[str, list[np.ndarray]], lo_pct: float = 1.0,
+                      hi_pct: float = 99.5) -> dict[str, tuple[float, float]]:
+    """One colour range per component over every image of a run, so heat-map colours compare between
+    images (percentiles, so one extreme patch does not wash out the rest)."""
+    out = {}
+    for name, grids in maps.items():
+        if not grids:
+            continue
+        flat = np.concatenate([np.asarray(g, np.float64).ravel() for g in grids])
+        lo, hi = np.percentile(flat, [lo_pct, hi_pct])
+        out[name] = (float(lo), float(hi) if hi > lo else float(lo) + 1e-6)
+    return out

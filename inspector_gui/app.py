@@ -1,0 +1,47 @@
+"""Start the window: `anomaly-inspector [FOLDER or STORE]`, and the demo's window."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def display_available() -> bool:
+    """True where a window can appear (Linux needs X11 or Wayland; offscreen counts for tests)."""
+    if os.environ.get("QT_QPA_PLATFORM", "").startswith(("offscreen", "minimal")):
+        return True
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def create_window(path: str | Path | None = None, detector: Any = None, preset: tuple[str, dict] | None = None):
+    """Build (but do not run) the application and its main window."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Anomaly Inspector")
+    from inspector_gui.main_window import MainWindow
+
+    window = MainWindow()
+    if preset:
+        window.training.set_settings(*preset)
+    if path:
+        window.open_path(path)
+    if detector is not None:
+        window.score_with(detector)
+    return app, window
+
+
+def run_app(path: str | Path | None = None, detector: Any = None, preset: tuple[str, dict] | None = None) -> int:
+    app, window = create_window(path, detector, preset)
+    window.resize(1500, 900)
+    window.show()
+    # Start-up objects never die; freezing them keeps full garbage collections (the worst UI stalls while a
+    # worker trains) short.
+    gc.collect()
+    gc.freeze()
+    return app.exec()

@@ -1,0 +1,209 @@
+"""Training panel: pick a detector, edit its settings (a form built from the detector's parameter schema),
+start, watch progress / ETA / the live loss curve, cancel. The panel only collects settings and shows
+progress; the main window owns the job."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.detectors.base import DetectorError, Param
+from core.detectors.registry import available, detector_class
+
+# Settings a person rarely changes are still shown, but the form lists these first.
+_FIRST = ("epochs", "time_budget", "patch_size", "stride", "image_size", "latent", "base_channels", "n_conv")
+
+
+def _editor(param: Param) -> QWidget:
+    """A widget for one parameter, chosen by the type of its default."""
+    value = param.default
+    if param.choices is not None:
+        w = QComboBox()
+        w.addItems([str(c) for c in param.choices])
+        w.setCurrentText(str(value))
+    elif isinstance(value, bool):
+        w = QCheckBox()
+        w.setChecked(value)
+    elif isinstance(value, int):
+        w = QSpinBox()
+        w.setRange(int(param.minimum) if param.minimum is not None else -10**9,
+                   int(param.maximum) if param.maximum is not None else 10**9)
+        w.setValue(value)
+    elif isinstance(value, float):
+        w = QDoubleSpinBox()
+        w.setDecimals(6 if 0 < abs(value) < 0.01 else 3)
+        w.setRange(param.minimum if param.minimum is not None else -1e12,
+                   param.maximum if param.maximum is not None else 1e12)
+        w.setValue(value)
+    else:  # None or text: free text, parsed by the schema
+        w = QLineEdit("" if value is None else str(value))
+        w.setPlaceholderText("none" if value is None else "")
+    w.setToolTip(param.help)
+    return w
+
+
+def _read(param: Param, w: QWidget) -> Any:
+    if isinstance(w, QComboBox):
+        return param.parse(w.currentText()) if not isinstance(param.default, str) else w.currentText()
+    if isinstance(w, QCheckBox):
+        return w.isChecked()
+    if isinstance(w, (QSpinBox, QDoubleSpinBox)):
+        return w.value()
+    return param.parse(w.text())
+
+
+class TrainingPanel(QWidget):
+    """Emits trainRequested(detector name, settings) and cancelRequested(); shows a job's progress."""
+
+    trainRequested = Signal(str, dict)
+    cancelRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None, default_detector: str = "vae"):
+        super().__init__(parent)
+        self._editors: dict[str, tuple[Param, QWidget]] = {}
+        self._losses: list[float] = []
+        self._started = 0.0
+
+        self.detector = QComboBox()
+        self.detector.addItems(available())
+        self.detector.setCurrentText(default_detector)
+        self.detector.currentTextChanged.connect(self._build_form)
+        self.form_host = QWidget()
+        self.form = QFormLayout(self.form_host)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.form_host)
+
+        self.train_button = QPushButton("Train and score")
+        self.train_button.clicked.connect(self._on_train)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.status = QLabel("Not trained yet.")
+        self.status.setWordWrap(True)
+        self.loss_plot = pg.PlotWidget()
+        self.loss_plot.setLabel("left", "loss")
+        self.loss_plot.setLabel("bottom", "progress update")
+        self.loss_plot.setMinimumHeight(140)
+        self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#1f77b4", width=1.5))
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Detector"))
+        top.addWidget(self.detector, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(scroll, 2)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.loss_plot, 1)
+        self._build_form(default_detector)
+
+    # ---------------------------------------------------------------- settings form
+    @Slot(str)
+    def _build_form(self, name: str) -> None:
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self._editors.clear()
+        params = sorted(detector_class(name).PARAMS,
+                        key=lambda p: (_FIRST.index(p.name) if p.name in _FIRST else len(_FIRST), p.name))
+        for p in params:
+            editor = _editor(p)
+            self._editors[p.name] = (p, editor)
+            self.form.addRow(p.name, editor)
+
+    def set_settings(self, name: str, settings: dict[str, Any]) -> None:
+        """Preset the form (e.g. the demo's CPU-sized settings)."""
+        self.detector.setCurrentText(name)
+        for key, value in settings.items():
+            param, w = self._editors[key]
+            if isinstance(w, QComboBox):
+                w.setCurrentText(str(value))
+            elif isinstance(w, QCheckBox):
+                w.setChecked(bool(value))
+            elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
+                w.setValue(value)
+            else:
+                w.setText("" if value is None else str(value))
+
+    def settings(self) -> dict[str, Any]:
+        """The form's values, checked by the detector's schema (DetectorError names the bad field)."""
+        out = {}
+        for name, (param, w) in self._editors.items():
+            value = _read(param, w)
+            param.check(value)
+            out[name] = value
+        return out
+
+    @Slot()
+    def _on_train(self) -> None:
+        try:
+            settings = self.settings()
+        except DetectorError as exc:
+            self.status.setText(f"Setting not valid: {exc}")
+            return
+        self.trainRequested.emit(self.detector.currentText(), settings)
+
+    # ---------------------------------------------------------------- progress display
+    def job_started(self) -> None:
+        self._losses = []
+        self._started = time.perf_counter()
+        self.loss_curve.setData([], [])
+        self.progress.setValue(0)
+        self.train_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText("Loading images…")
+
+    def job_progress(self, done: int, total: int, info: dict) -> None:
+        frac = done / total if total else 0.0
+        self.progress.setValue(int(1000 * frac))
+        stage = info.get("stage", "working")
+        elapsed = time.perf_counter() - self._started
+        text = f"{stage.capitalize()}: {done} / {total}"
+        if "epoch" in info:
+            text += f", epoch {info['epoch']}"
+        if 0 < frac < 1:
+            # ETA of the current stage from its own elapsed time ("elapsed" comes from the detector).
+            stage_elapsed = info.get("elapsed", elapsed)
+            text += f", ETA {self._fmt(stage_elapsed / frac - stage_elapsed)}"
+        self.status.setText(text)
+        loss = info.get("loss")
+        if loss is not None and math.isfinite(loss):
+            self._losses.append(float(loss))
+            y = np.asarray(self._losses)
+            self.loss_curve.setData(np.arange(len(y)), y)
+
+    def job_ended(self, message: str) -> None:
+        self.train_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.status.setText(message)
+
+    @staticmethod
+    def _fmt(seconds: float) -> str:
+        seconds = max(0, int(seconds))
+        return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"

@@ -1,0 +1,123 @@
+"""Background jobs: a worker QObject moved to its own QThread runs one core call and reports by signals.
+
+The job function receives `progress(done, total, info)` and `should_stop()`; both are safe to call from
+the worker thread (progress emits a queued signal, should_stop reads a threading.Event). Results, errors
+and progress reach the main thread only through signals connected to QObject slots there — never to
+lambdas, which Qt would run in the worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from core.detectors.base import Cancelled
+
+JobFn = Callable[[Callable[[int, int, dict], None], Callable[[], bool]], Any]
+
+
+class _Worker(QObject):
+    progress = Signal(int, int, dict)
+    finished = Signal(object)
+    failed = Signal(str, str)  # plain message, traceback for the log
+    cancelled = Signal()
+
+    def __init__(self, fn: JobFn, stop: threading.Event, min_interval: float):
+        super().__init__()
+        self._fn = fn
+        self._stop = stop
+        self._min_interval = min_interval
+        self._last = 0.0
+
+    def _progress(self, done: int, total: int, info: dict) -> None:
+        # Rate-limit: a detector may report hundreds of steps a second; the window needs ~20 updates/s.
+        now = time.perf_counter()
+        if now - self._last >= self._min_interval or done >= total:
+            self._last = now
+            self.progress.emit(done, total, dict(info))
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            result = self._fn(self._progress, self._stop.is_set)
+        except Cancelled:
+            self.cancelled.emit()
+        except Exception as exc:  # every failure must reach the user, never kill the thread silently
+            self.failed.emit(str(exc) or type(exc).__name__, traceback.format_exc())
+        else:
+            if self._stop.is_set():
+                self.cancelled.emit()
+            else:
+                self.finished.emit(result)
+
+
+class Job(QObject):
+    """Handle of one background job. Connect to its signals, then call start(); cancel() asks it to stop.
+
+    Signals: progress(done, total, info), finished(result), failed(message, traceback), cancelled(),
+    and ended() after any of the last three, once the thread has quit.
+    """
+
+    progress = Signal(int, int, dict)
+    finished = Signal(object)
+    failed = Signal(str, str)
+    cancelled = Signal()
+    ended = Signal()
+
+    def __init__(self, name: str, fn: JobFn, parent: QObject | None = None, min_interval: float = 0.05):
+        super().__init__(parent)
+        self.name = name
+        self._stop = threading.Event()
+        self._thread = QThread()
+        self._thread.setObjectName(f"job:{name}")
+        self._worker = _Worker(fn, self._stop, min_interval)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        # Relay through this object's slots: they run in the main thread (this object lives there).
+        self._worker.progress.connect(self._on_progress)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.cancelled.connect(self._on_cancelled)
+        self._thread.finished.connect(self._on_thread_finished)
+        self.started_at = 0.0
+        self.running = False
+
+    def start(self) -> None:
+        self.started_at = time.perf_counter()
+        self.running = True
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+    def wait(self, ms: int = 5000) -> bool:
+        return self._thread.wait(ms)
+
+    @Slot(int, int, dict)
+    def _on_progress(self, done: int, total: int, info: dict) -> None:
+        self.progress.emit(done, total, info)
+
+    @Slot(object)
+    def _on_finished(self, result: object) -> None:
+        self._thread.quit()
+        self.finished.emit(result)
+
+    @Slot(str, str)
+    def _on_failed(self, message: str, tb: str) -> None:
+        self._thread.quit()
+        self.failed.emit(message, tb)
+
+    @Slot()
+    def _on_cancelled(self) -> None:
+        self._thread.quit()
+        self.cancelled.emit()
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        self.running = False
+        self.ended.emit()
