@@ -18,6 +18,10 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from core.detectors.base import Cancelled
 
+# Jobs whose thread still runs. Holding them here keeps Python from destroying a QThread that is still
+# running (Qt aborts the process on that) when the caller drops its handle early.
+_LIVE: set[Job] = set()
+
 JobFn = Callable[[Callable[[int, int, dict], None], Callable[[], bool]], Any]
 
 
@@ -90,6 +94,7 @@ class Job(QObject):
     def start(self) -> None:
         self.started_at = time.perf_counter()
         self.running = True
+        _LIVE.add(self)
         self._thread.start()
 
     def cancel(self) -> None:
@@ -120,4 +125,5 @@ class Job(QObject):
     @Slot()
     def _on_thread_finished(self) -> None:
         self.running = False
+        _LIVE.discard(self)
         self.ended.emit()

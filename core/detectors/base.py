@@ -105,13 +105,16 @@ class Param:
     choices: tuple | None = None
     minimum: float | None = None
     maximum: float | None = None
+    kind: type | None = None  # the value type when the default is None (e.g. an optional int)
 
     def parse(self, text: str) -> Any:
         """Convert a command-line string to this parameter's type, with a plain error."""
-        kind = type(self.default)
+        kind = self.kind or type(self.default)
         try:
-            if self.default is None:
-                value: Any = None if text.lower() in ("none", "") else _auto(text)
+            if self.default is None and text.strip().lower() in ("none", ""):
+                value: Any = None
+            elif self.default is None and self.kind is None:
+                value = _auto(text)
             elif kind is bool:
                 if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
                     raise ValueError
@@ -124,6 +127,8 @@ class Param:
         return value
 
     def check(self, value: Any) -> None:
+        if value is not None and self.kind is not None and not isinstance(value, self.kind):
+            raise DetectorError(f"{self.name}: {value!r} is not a valid {self.kind.__name__}")
         if self.choices is not None and value not in self.choices:
             raise DetectorError(f"{self.name}: {value!r} is not one of {list(self.choices)}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):

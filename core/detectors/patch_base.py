@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 
@@ -16,7 +17,7 @@ from core.scoring import AGGREGATES, aggregate, score_sliding_windows
 PATCH_PARAMS: tuple[Param, ...] = (
     Param("patch_size", 96, "side of the square patches (paper: 96)", minimum=8),
     Param("stride", 16, "sliding-window step at scoring time (paper: 16)", minimum=1),
-    Param("image_size", None, "resize images to this square side first (none = keep size)"),
+    Param("image_size", None, "resize images to this square side first (none = keep size)", minimum=8, kind=int),
     Param("aggregate", "max", "image score from its patch scores", choices=AGGREGATES),
     Param("channels", "auto", "colour handling; auto = RGB if any training image has colour",
           choices=("auto", "gray", "rgb")),
@@ -43,8 +44,6 @@ class PatchDetector(Detector):
             if min(out.shape[:2]) < patch:  # too small for one window: scale up just enough
                 scale = patch / min(out.shape[:2])
                 new = (max(patch, round(out.shape[1] * scale)), max(patch, round(out.shape[0] * scale)))
-                import cv2
-
                 out = cv2.resize(out, new, interpolation=cv2.INTER_LINEAR)
                 out = out[:, :, None] if out.ndim == 2 else out
             tensors.append(to_tensor(out.astype(np.float32, copy=False)))

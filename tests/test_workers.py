@@ -1,0 +1,113 @@
+"""QThread jobs: progress reaches the main thread, cancel stops within a second, errors are relayed."""
+
+import threading
+import time
+
+import pytest
+from PySide6.QtCore import QThread
+
+from core.detectors.base import Cancelled
+from core.detectors.registry import create
+from inspector_gui.workers import Job
+from tests.conftest import TINY_VAE, random_images
+
+
+def test_job_runs_off_the_main_thread_and_reports(qtbot):
+    seen = {}
+
+    def work(progress, should_stop):
+        seen["thread"] = threading.current_thread()
+        for i in range(5):
+            progress(i + 1, 5, {"loss": float(i)})
+        return 42
+
+    job = Job("t", work, min_interval=0.0)
+    got = []
+    job.progress.connect(lambda d, t, info: got.append((d, t, info["loss"], QThread.currentThread())))
+    with qtbot.waitSignal(job.finished, timeout=5000) as blocker:
+        job.start()
+    assert blocker.args == [42]
+    assert seen["thread"] is not threading.main_thread()
+    assert [g[0] for g in got] == [1, 2, 3, 4, 5]
+    # relayed progress is delivered in the main (GUI) thread
+    assert all(g[3] is QThread.currentThread() for g in got)
+    qtbot.waitUntil(lambda: not job.running, timeout=2000)
+
+
+def test_cancel_stops_training_within_a_second(qtbot):
+    det = create("vae", **{**TINY_VAE, "epochs": 100000})
+    images = random_images(4, size=64)
+
+    def work(progress, should_stop):
+        det.fit(images, progress=progress, should_stop=should_stop)
+
+    job = Job("train", work)
+    steps = []
+    job.progress.connect(lambda d, t, info: steps.append(d))
+    with qtbot.waitSignal(job.progress, timeout=10000):
+        job.start()
+    t0 = time.perf_counter()
+    with qtbot.waitSignal(job.cancelled, timeout=3000):
+        job.cancel()
+    assert time.perf_counter() - t0 < 1.0
+    assert job.wait(2000)
+
+
+def test_errors_are_relayed_with_the_message(qtbot):
+    def work(progress, should_stop):
+        raise ValueError("/data/x.png: not an image")
+
+    job = Job("bad", work)
+    with qtbot.waitSignal(job.failed, timeout=5000) as blocker:
+        job.start()
+    assert blocker.args[0] == "/data/x.png: not an image" and "ValueError" in blocker.args[1]
+
+
+def test_cancelled_exception_counts_as_cancel(qtbot):
+    def work(progress, should_stop):
+        raise Cancelled()
+
+    job = Job("c", work)
+    with qtbot.waitSignal(job.cancelled, timeout=5000):
+        job.start()
+
+
+@pytest.mark.parametrize("name", ["vae", "gmm", "iforest", "ae"])
+def test_training_form_round_trips_the_schema(qtbot, name):
+    from core.detectors.registry import detector_class
+    from inspector_gui.training_panel import TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.detector.setCurrentText(name)
+    values = panel.settings()
+    assert values == {p.name: p.default for p in detector_class(name).PARAMS}
+
+
+def test_training_form_rejects_a_bad_value_and_emits_settings(qtbot):
+    from inspector_gui.training_panel import TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.set_settings("vae", {"epochs": 3, "image_size": 64})
+    with qtbot.waitSignal(panel.trainRequested) as blocker:
+        panel.train_button.click()
+    assert blocker.args[0] == "vae" and blocker.args[1]["epochs"] == 3 and blocker.args[1]["image_size"] == 64
+    panel._editors["image_size"][1].setText("big")
+    with qtbot.assertNotEmitted(panel.trainRequested):
+        panel.train_button.click()
+    assert "image_size" in panel.status.text()
+
+
+def test_progress_display_shows_eta_and_loss_curve(qtbot):
+    from inspector_gui.training_panel import TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.job_started()
+    panel.job_progress(50, 100, {"stage": "training", "loss": 12.5, "epoch": 2, "elapsed": 10.0})
+    panel.job_progress(60, 100, {"stage": "training", "loss": 11.0, "epoch": 2, "elapsed": 12.0})
+    assert panel.progress.value() == 600
+    assert "ETA 8 s" in panel.status.text() and "epoch 2" in panel.status.text()
+    x, y = panel.loss_curve.getData()
+    assert list(y) == [12.5, 11.0]
