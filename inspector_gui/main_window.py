@@ -31,6 +31,7 @@ from core.store import Store
 from core.threshold import ThresholdModel
 from inspector_gui.gallery import GalleryWidget
 from inspector_gui.label_bar import LabelBar
+from inspector_gui.morph_strip import STRIP_KEY, MorphStripPanel
 from inspector_gui.shortcuts import SHORTCUTS, help_html
 from inspector_gui.store_service import StoreService
 from inspector_gui.threshold_panel import ThresholdPanel
@@ -110,6 +111,12 @@ class MainWindow(QMainWindow):
         right.setObjectName("model_dock")
         right.setWidget(self.tabs)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, right)
+        self.morphs = MorphStripPanel()
+        self.morph_dock = QDockWidget("Morph strips", self)
+        self.morph_dock.setObjectName("morph_dock")
+        self.morph_dock.setWidget(self.morphs)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.morph_dock)
+        self.morph_dock.hide()  # only detectors with latent traversals (OIAD) provide strips
         self.statusBar().showMessage("Open an image folder (Ctrl+O) or run `anomaly-inspector demo`.")
 
     def _build_actions(self) -> None:
@@ -344,6 +351,9 @@ class MainWindow(QMainWindow):
             for comp, (lo, hi) in self.run.ranges.items():
                 self.viewer.set_shared_range(comp, lo, hi)
         self.viewer.set_image(image, maps, geometry, mask, title=Path(path).name)
+        strips = self._strips_for(image_id)
+        self.morphs.set_strips(strips)
+        self.morph_dock.setVisible(bool(strips))
         lab = self.store.label(image_id)
         self.label_bar.show_label(lab.label, lab.defect_type, lab.note)
 
@@ -369,6 +379,13 @@ class MainWindow(QMainWindow):
         geometry = MapGeometry((size, size) if size else tuple(shape), tuple(shape), int(p.get("patch_size", 1)),
                                int(p.get("stride", 1)))
         return maps, geometry
+
+    def _strips_for(self, image_id: int) -> list | None:
+        run = self.run
+        if run is None or run.outcome is None or image_id not in run.rows:
+            return None
+        strips = run.outcome.result.extras.get(STRIP_KEY)
+        return strips[run.rows[image_id]] if strips else None
 
     def step_image(self, delta: int) -> None:
         self.gallery.step(delta)
