@@ -172,9 +172,10 @@ class ThresholdModel:
     """
 
     def __init__(self, scores: Sequence[float] | np.ndarray = (), labels: Sequence | np.ndarray = (), *,
-                 t1: float = math.nan, t2: float | None = None, method: str = MANUAL, n_bins: int = 60) -> None:
+                 t1: float = math.nan, t2: float | None = None, method: str = MANUAL,
+                 n_bins: int | None = None) -> None:
         self.events = EventEmitter()
-        self.n_bins = int(n_bins)
+        self._fixed_bins = n_bins
         self._t1 = float(t1)
         self._t2 = float(t1 if t2 is None else t2)
         self._method = method
@@ -195,6 +196,9 @@ class ThresholdModel:
         self._codes = codes
         self._scored = np.isfinite(scores)
         finite = scores[self._scored]
+        # Default bin count: about sqrt(n), kept between 20 (shape still visible) and 100 (bars still wider
+        # than a few pixels in a panel).
+        self.n_bins = int(self._fixed_bins or min(max(round(math.sqrt(finite.size)), 20), 100))
         # Fixed bins over the scored range: a relabel then moves one count between two histograms.
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         if hi <= lo:
