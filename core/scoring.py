@@ -37,6 +37,7 @@ def score_sliding_windows(
     Windows of consecutive images share batches, so small images still fill the batch.
     """
     results: list[dict[str, np.ndarray]] = [{} for _ in images]
+    chunk = [batch_size]  # shrinks if the device runs out of memory
     pending: list[tuple[int, torch.Tensor, tuple[int, int]]] = []
     pending_count = 0
 
@@ -46,9 +47,20 @@ def score_sliding_windows(
             return
         batch = torch.cat([p for _, p, _ in pending])
         outs: dict[str, list[torch.Tensor]] = {}
-        for start in range(0, len(batch), batch_size):
-            for name, val in fn(batch[start:start + batch_size]).items():
+        start = 0
+        while start < len(batch):
+            try:
+                values = fn(batch[start:start + chunk[0]])
+            except torch.cuda.OutOfMemoryError:
+                # Adapt to the device's memory: halve the batch and retry, down to one patch.
+                if chunk[0] == 1:
+                    raise
+                chunk[0] = max(1, chunk[0] // 2)
+                torch.cuda.empty_cache()
+                continue
+            for name, val in values.items():
                 outs.setdefault(name, []).append(val.detach().float().cpu())
+            start += chunk[0]
         merged = {k: torch.cat(v).numpy() for k, v in outs.items()}
         offset = 0
         for idx, patches, (gh, gw) in pending:

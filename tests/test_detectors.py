@@ -149,3 +149,22 @@ def test_images_smaller_than_a_patch_are_scaled_up_and_colour_is_handled():
     g = res.geometry[0]
     assert g.original_shape == (20, 40) and min(g.input_shape) == 32
     assert np.isfinite(res.scores).all()
+
+
+def test_scoring_halves_the_batch_when_the_device_runs_out_of_memory():
+    from core.detectors.base import never_stop, no_progress
+    from core.scoring import score_sliding_windows
+
+    seen = []
+
+    def fn(batch):
+        seen.append(len(batch))
+        if len(batch) > 8:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return {"s": batch.flatten(1).mean(1)}
+
+    imgs = [torch.rand(1, 32, 32) for _ in range(3)]
+    grids = score_sliding_windows(imgs, 8, 8, 64, fn, progress=no_progress, should_stop=never_stop)
+    assert seen[:4] == [48, 32, 16, 8] and max(seen[4:]) <= 8  # 64 -> 32 -> 16 -> 8 patches per call
+    assert grids[2]["s"].shape == (4, 4)
+    np.testing.assert_allclose(grids[1]["s"][0, 0], imgs[1][:, :8, :8].mean().item(), rtol=1e-6)
