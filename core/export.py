@@ -131,7 +131,7 @@ def export_labeled(store: Store, out_dir: str | Path, filt: ExportFilter | None 
     out_dir = Path(os.path.abspath(out_dir))
     bad = [lab for lab in filt.labels if lab not in LABELS]
     if bad:
-        raise ExportError(f"unknown label(s) {', '.join(bad)}; choose from {', '.join(LABELS)}")
+        raise ExportError(f"{store.path}: unknown label(s) {', '.join(bad)}; choose from {', '.join(LABELS)}")
     if out_dir.exists() or out_dir.is_symlink():
         if not overwrite:
             raise ExportError(f"{out_dir}: already exists; choose another folder or overwrite it")
@@ -176,7 +176,7 @@ def _run_context(store: Store, filt: ExportFilter
                  ) -> tuple[str | None, str | None, Any, ThresholdRecord | None]:
     """Which run supplies the score/threshold columns: the filter's run, else the newest run, else none."""
     if (filt.min_score is not None or filt.max_score is not None) and filt.run_id is None:
-        raise ExportError("a score band needs a run (give run_id, or \"latest\")")
+        raise ExportError(f"{store.path}: a score band needs a run (give the run id, or \"latest\")")
     run_id = store.latest_run() if filt.run_id in (None, "latest") else filt.run_id
     if filt.run_id == "latest" and run_id is None:
         raise ExportError(f"{store.path}: holds no runs, so there is no latest run to filter by")

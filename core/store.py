@@ -49,6 +49,7 @@ from core.store_schema import (
     StoreLockedError,
     StoreVersionError,
     Table,
+    TextHeap,
     ThresholdRecord,
     UnknownImageError,
     UnknownRunError,
@@ -60,12 +61,16 @@ from core.store_schema import (
     file_facts,
     find_mask,
     fsync_dir,
+    get_text_attr,
     h5open,
     image_columns,
+    read_text_dataset,
     release_lock,
+    set_text_attr,
     to_json,
     utc_now,
     write_maps,
+    write_text_dataset,
 )
 
 __all__ = [
@@ -131,11 +136,14 @@ class Store:
         self._temp_dir = temp_dir
         self._fd = f.id.get_vfd_handle() if not readonly else None
         self._explicit_root = root
+        self._run_rows: dict[str, dict[int, int]] = {}
         try:
-            self._images = Table(f["images"])
-            self._labels = Table(f["labels"])
-            self._model = Table(f["model_labels"])
-            self._audit = Table(f["audit"])
+            self._text = TextHeap(f["text"])
+            self._images = Table(f["images"], self._text)
+            self._updates = Table(f["image_updates"], self._text)
+            self._labels = Table(f["labels"], self._text)
+            self._model = Table(f["model_labels"], self._text)
+            self._audit = Table(f["audit"], self._text)
             self._runs = f["runs"]
             self._load()
             if not readonly:
@@ -260,14 +268,23 @@ class Store:
         return self._f is None
 
     # ------------------------------------------------------------------ low level
-    def _commit(self) -> None:
-        """The durability point: HDF5 flush, then fsync of the file descriptor HDF5 writes through."""
+    def _commit(self, counts: Sequence[tuple[Table, int]] = ()) -> None:
+        """The durability point. Rows and text are flushed first; only then are the row counts and the
+        text length that make them part of the store written, flushed, and fsync'ed (on the descriptor
+        HDF5 writes through). A kill at any moment leaves either the old or the new counts."""
         assert self._f is not None
         try:
             self._f.flush()
+            if counts or self._text.dirty:
+                for table, n in counts:
+                    table.set_n_rows(n)
+                self._text.publish()
+                self._f.flush()
             os.fsync(self._fd if self._fd is not None else self._f.id.get_vfd_handle())
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
+            self._text.rollback()
             raise StoreError(f"{self.path}: could not save to disk ({exc})") from exc
+        self._text.committed()
 
     def _load(self) -> None:
         n = self._images.n_rows
@@ -279,53 +296,60 @@ class Store:
         self._image_rows = [ImageRecord(i, img["path"][i], img["sha256"][i], int(img["nbytes"][i]),
                                         SPLITS[img["split"][i]], img["source_defect"][i], img["mask_path"][i])
                             for i in range(n)]
-        self._label_cache = self._read_label_table(self._labels, n)
-        self._model_cache = self._read_label_table(self._model, n)
+        upd = self._updates.read_all()
+        for k in range(len(upd["image"])):
+            i = int(upd["image"][k])
+            if 0 <= i < n:
+                self._image_rows[i] = replace(self._image_rows[i], split=SPLITS[upd["split"][k]],
+                                              source_defect=upd["source_defect"][k], mask_path=upd["mask_path"][k])
         self._reconcile()
         self.root = self._resolve_root(self._explicit_root)
 
-    def _read_label_table(self, table: Table, n: int) -> list[LabelRecord]:
-        """Rows beyond the table's count (a writer died inside add_images) read as unlabeled."""
-        cols = table.read_all(0, n)
-        m = len(cols["label"])
-        rows = [LabelRecord(i, LABELS[cols["label"][i]], cols["defect_type"][i], cols["note"][i],
-                            SOURCES[cols["source"][i]], cols["who"][i], cols["time"][i], cols["run"][i])
-                for i in range(m)]
-        return rows + [LabelRecord(i) for i in range(m, n)]
-
     def _reconcile(self) -> None:
-        """Make the label tables equal to the replayed audit log (the log is the truth; a writer killed
-        after writing a table row but before counting its log entry leaves them apart)."""
-        state = self._replay(None)
+        """Current labels come from replaying the audit log (the truth); the label tables are checked
+        against it and repaired when a writer was killed after writing a table row but before counting
+        its log entry (or inside add_images, before the tables were extended)."""
         n = len(self._paths)
-        fixes: dict[str, list[LabelRecord]] = {"labels": [], "model_labels": []}
-        for name, cache, truth in (("labels", self._label_cache, state.labels),
-                                   ("model_labels", self._model_cache, state.model_labels)):
-            for i in range(n):
-                want = truth.get(i, LabelRecord(i))
-                if cache[i] != want:
-                    cache[i] = want
-                    fixes[name].append(want)
-        short = self._labels.n_rows < n or self._model.n_rows < n
-        self.repaired_images = sorted({r.image_id for rows in fixes.values() for r in rows})
-        if self.readonly or not (self.repaired_images or short):
+        state, seqs = self._replay_with_seq(None)
+        self._label_cache = [state.labels.get(i, LabelRecord(i)) for i in range(n)]
+        self._model_cache = [state.model_labels.get(i, LabelRecord(i)) for i in range(n)]
+        self._seq = {"labels": [seqs[0].get(i, -1) for i in range(n)],
+                     "model_labels": [seqs[1].get(i, -1) for i in range(n)]}
+        repaired: set[int] = set()
+        bad_tables = []
+        for name, table, cache in (("labels", self._labels, self._label_cache),
+                                   ("model_labels", self._model, self._model_cache)):
+            want = self._label_rows(name, cache, range(n))
+            try:
+                have = table.read_all(0, n)
+            except OSError:  # unreadable chunk: rebuild the whole table from the log
+                have = {k: np.zeros(0) for k in want}
+            m = len(have["seq"])
+            diff = [i for i in range(m) if (have["label"][i], have["source"][i], have["seq"][i])
+                    != (want["label"][i], want["source"][i], want["seq"][i])]
+            repaired.update(diff)
+            if diff or m < n:
+                bad_tables.append((table, cache, name))
+        self.repaired_images = sorted(repaired)
+        if self.readonly or not bad_tables:
             return
-        for name, table in (("labels", self._labels), ("model_labels", self._model)):
-            for rec in fixes[name]:
-                self._write_label_row(table, rec)
-            if table.n_rows < n:
-                cache = self._label_cache if name == "labels" else self._model_cache
-                for rec in cache[table.n_rows:]:
-                    self._write_label_row(table, rec)
-                table.set_n_rows(n)
-        self._commit()
+        for table, cache, name in bad_tables:
+            table.write(0, self._label_rows(name, cache, range(n)))
+        self._commit([(table, n) for table, _, _ in bad_tables])
+
+    def _label_rows(self, name: str, cache: Sequence[LabelRecord] | dict[int, LabelRecord],
+                    ids: Iterable[int]) -> dict[str, list[int]]:
+        ids = list(ids)
+        return {"label": [LABELS.index(cache[i].label) for i in ids],
+                "source": [SOURCES.index(cache[i].source) for i in ids],
+                "seq": [self._seq[name][i] for i in ids]}
 
     def _resolve_root(self, explicit: str | Path | None) -> Path:
         assert self._f is not None
         if explicit is not None:
             return Path(_norm(explicit))
-        rel = str(self._f.attrs.get("root_relative", ""))
-        absolute = str(self._f.attrs.get("root_absolute", ""))
+        rel = get_text_attr(self._f, "root_relative")
+        absolute = get_text_attr(self._f, "root_absolute")
         candidates = ([Path(_norm(self.path.parent / rel))] if rel else []) + ([Path(absolute)] if absolute else [])
         for c in candidates:
             if c.is_dir():
@@ -339,13 +363,6 @@ class Store:
         if leftovers:
             self._commit()
 
-    @staticmethod
-    def _write_label_row(table: Table, rec: LabelRecord) -> None:
-        table.write(rec.image_id, {
-            "label": [LABELS.index(rec.label)], "defect_type": [rec.defect_type], "note": [rec.note],
-            "source": [SOURCES.index(rec.source)], "who": [rec.who], "time": [rec.time.encode()],
-            "run": [rec.run]})
-
     # ------------------------------------------------------------------ project root and images
     @_writer
     def set_root(self, root: str | Path) -> None:
@@ -358,8 +375,8 @@ class Store:
             rel = Path(os.path.relpath(new, _norm(self.path.parent))).as_posix()
         except ValueError:  # pragma: no cover - Windows drives
             rel = ""
-        self._f.attrs["root_relative"] = rel
-        self._f.attrs["root_absolute"] = str(new)
+        set_text_attr(self._f, "root_relative", rel)
+        set_text_attr(self._f, "root_absolute", str(new))
         self._commit()
         self.root = new
 
@@ -494,22 +511,29 @@ class Store:
         return result, ids
 
     def _write_images(self, new_rows: list[ImageRecord], updates: list[ImageRecord]) -> None:
+        """New images are appended; changes to existing ones go to the append-only update table."""
         start = len(self._paths)
         n = start + len(new_rows)
+        k = len(new_rows)
         try:
-            for rec in updates:
-                self._images.write(rec.id, image_columns([rec]))
+            if updates:
+                u0 = self._updates.n_rows
+                now = utc_now().encode()
+                self._updates.write(u0, {
+                    "image": [r.id for r in updates], "split": [SPLITS.index(r.split) for r in updates],
+                    "source_defect": [r.source_defect for r in updates],
+                    "mask_path": [r.mask_path for r in updates], "time": [now] * len(updates),
+                    "who": [self.user] * len(updates)})
             if new_rows:
                 self._images.write(start, image_columns(new_rows))
-                for table in (self._labels, self._model):  # new rows are the fill values: unlabeled
-                    table.ensure_capacity(n)
-                assert self._f is not None
-                self._f.flush()
-                self._images.set_n_rows(n)
-                self._labels.set_n_rows(n)
-                self._model.set_n_rows(n)
-            self._commit()
+                for table in (self._labels, self._model):
+                    table.write(start, {"label": [0] * k, "source": [0] * k, "seq": [-1] * k})
+            counts = [(self._updates, u0 + len(updates))] if updates else []
+            if new_rows:
+                counts += [(table, n) for table in (self._images, self._labels, self._model)]
+            self._commit(counts)
         except (OSError, ValueError) as exc:
+            self._text.rollback()
             raise StoreError(f"{self.path}: could not add images ({exc})") from exc
         for rec in updates:
             self._image_rows[rec.id] = rec
@@ -519,6 +543,27 @@ class Store:
             self._image_rows.append(rec)
             self._label_cache.append(LabelRecord(rec.id))
             self._model_cache.append(LabelRecord(rec.id))
+            self._seq["labels"].append(-1)
+            self._seq["model_labels"].append(-1)
+
+    def set_mask(self, image: int | str | Path, mask: str | Path | None) -> ImageRecord:
+        """Record (or with None, forget) the ground-truth mask file of an image; export copies it."""
+        with self._lock:
+            if self.readonly:
+                raise StoreError(f"{self.path}: opened read-only; open it for writing to change it")
+            old = self._image_rows[self._image_index(image)]
+            rel = ""
+            if mask is not None:
+                mask_path = Path(mask) if Path(mask).is_absolute() else self.root / mask
+                rel = self._relative(mask_path) or ""
+                if not rel:
+                    raise StoreError(f"{mask}: mask is outside the project root {self.root}")
+                if not mask_path.is_file():
+                    raise StoreError(f"{mask_path}: no such mask file")
+            new = replace(old, mask_path=rel)
+            if new != old:
+                self._write_images([], [new])
+            return new
 
     def import_mvtec(self, folder: str | Path) -> ImportResult:
         """Ground truth from an MVTec AD folder as labels with source "import": train/good -> good (split
@@ -595,6 +640,8 @@ class Store:
             if label not in LABELS:
                 raise ValueError(f"label must be one of {LABELS}, not {label!r}")
             defect = (defect_type or "").strip()
+            if "\x00" in defect or (note is not None and "\x00" in note):
+                raise ValueError("defect type and note cannot contain NUL characters (HDF5 strings end there)")
             if defect and label not in ("defect", "suspicious"):
                 raise ValueError(f"a {label!r} image has no defect type (got {defect_type!r})")
             new_note = old.note if note is None else note
@@ -610,25 +657,16 @@ class Store:
 
     def _write_changes(self, model: bool, staged: dict[int, LabelRecord],
                        audit_rows: list[tuple[LabelRecord, LabelRecord]]) -> None:
-        """Table rows and log rows, flush, then count the log rows, flush + fsync (see Table)."""
+        """Log rows and table rows, flush, then count the log rows, flush + fsync (see Table)."""
         if not staged:
             return
+        name = "model_labels" if model else "labels"
         table = self._model if model else self._labels
         cache = self._model_cache if model else self._label_cache
         start = self._audit.n_rows
+        new_seq = {n.image_id: start + k for k, (_, n) in enumerate(audit_rows)}
+        old_seq = {i: self._seq[name][i] for i in staged}
         try:
-            if len(staged) > 64:  # whole columns: thousands of single-row writes are slow
-                merged = list(cache)
-                for i, rec in staged.items():
-                    merged[i] = rec
-                table.write(0, {
-                    "label": [LABELS.index(r.label) for r in merged], "defect_type": [r.defect_type for r in merged],
-                    "note": [r.note for r in merged], "source": [SOURCES.index(r.source) for r in merged],
-                    "who": [r.who for r in merged], "time": [r.time.encode() for r in merged],
-                    "run": [r.run for r in merged]})
-            else:
-                for rec in staged.values():
-                    self._write_label_row(table, rec)
             self._audit.write(start, {
                 "time": [n.time.encode() for _, n in audit_rows], "who": [n.who for _, n in audit_rows],
                 "source": [SOURCES.index(n.source) for _, n in audit_rows],
@@ -639,11 +677,25 @@ class Store:
                 "new_defect_type": [n.defect_type for _, n in audit_rows],
                 "old_note": [o.note for o, _ in audit_rows], "new_note": [n.note for _, n in audit_rows],
                 "run": [n.run for _, n in audit_rows]})
-            assert self._f is not None
-            self._f.flush()  # rows reach the file before the count that makes them part of the log
-            self._audit.set_n_rows(start + len(audit_rows))
-            self._commit()
+            for i, seq in new_seq.items():
+                self._seq[name][i] = seq
+            merged = {i: staged[i] for i in staged}
+            if len(staged) > 64:  # whole table: thousands of single-row writes are slow
+                table.write(0, self._label_rows(name, [merged.get(i, c) for i, c in enumerate(cache)],
+                                                range(len(cache))))
+            else:
+                for i in sorted(staged):
+                    table.write(i, self._label_rows(name, {i: staged[i]}, [i]))
+            self._commit([(self._audit, start + len(audit_rows))])
         except (OSError, ValueError) as exc:
+            self._text.rollback()
+            for i, seq in old_seq.items():
+                self._seq[name][i] = seq
+            for i in staged:  # best effort: put the table rows back to what the log says
+                try:
+                    table.write(i, self._label_rows(name, cache, [i]))
+                except (OSError, ValueError):
+                    break
             raise StoreError(f"{self.path}: could not save labels ({exc})") from exc
         for i, rec in staged.items():
             cache[i] = rec
@@ -695,6 +747,9 @@ class Store:
             raise StoreCorruptError(f"{self.path}: audit log holds an unknown label or source code") from exc
 
     def _replay(self, until: int | str | None) -> ReplayState:
+        return self._replay_with_seq(until)[0]
+
+    def _replay_with_seq(self, until: int | str | None) -> tuple[ReplayState, tuple[dict[int, int], dict[int, int]]]:
         entries = self._read_audit()
         if isinstance(until, int):
             entries = entries[:until]
@@ -702,14 +757,17 @@ class Store:
             entries = [e for e in entries if e.time <= until]
         review: dict[int, LabelRecord] = {}
         model: dict[int, LabelRecord] = {}
+        review_seq: dict[int, int] = {}
+        model_seq: dict[int, int] = {}
         for e in entries:
             if not 0 <= e.image_id < len(self._paths):
                 raise StoreCorruptError(f"{self.path}: audit entry {e.seq} names image {e.image_id}, "
                                         f"which the store does not hold")
-            track = model if e.source == "model" else review
+            track, seqs = (model, model_seq) if e.source == "model" else (review, review_seq)
             track[e.image_id] = LabelRecord(e.image_id, e.new_label, e.new_defect_type, e.new_note, e.source,
                                             e.who, e.time, e.run)
-        return ReplayState(review, model)
+            seqs[e.image_id] = e.seq
+        return ReplayState(review, model), (review_seq, model_seq)
 
     # ------------------------------------------------------------------ model runs
     @_writer
@@ -755,10 +813,13 @@ class Store:
         hidden = f".incomplete-{run_id}"
         try:
             g = self._runs.create_group(hidden)
-            g.attrs.update({"detector": detector, "params": params_json, "metadata": meta_json,
-                            "created": utc_now(), "who": self.user, "default_component": default_component,
-                            "components": to_json(list(score_arrays), "components"),
-                            "map_components": to_json(list(map_lists), "map components")})
+            for key, value in (("detector", detector), ("created", utc_now()), ("who", self.user),
+                               ("default_component", default_component),
+                               ("components", to_json(list(score_arrays), "components")),
+                               ("map_components", to_json(list(map_lists), "map components"))):
+                set_text_attr(g, key, value)
+            write_text_dataset(g, "params_json", params_json)
+            write_text_dataset(g, "metadata_json", meta_json)
             g.create_dataset("image_ids", data=ids)
             sg = g.create_group("scores")
             for comp, arr in score_arrays.items():
@@ -766,9 +827,9 @@ class Store:
             mg = g.create_group("maps")
             for comp, arrs in map_lists.items():
                 write_maps(mg.create_group(comp), arrs)
-            Table.create(g, "thresholds", THRESHOLD_COLUMNS)
+            Table.create(g, "thresholds", THRESHOLD_COLUMNS, self._text)
             assert self._f is not None
-            self._f.flush()
+            self._f.flush()  # the whole run is in the file before it gets its visible name
             self._runs.move(hidden, run_id)
             self._runs.attrs["next_run"] = number + 1
             self._commit()
@@ -798,11 +859,12 @@ class Store:
 
     def _run_info(self, run_id: str) -> RunInfo:
         g = self._run_group(run_id)
-        a = g.attrs
-        return RunInfo(run_id, str(a["detector"]), json.loads(a["params"]), json.loads(a["metadata"]),
-                       str(a["created"]), str(a["who"]), str(a["default_component"]),
-                       tuple(json.loads(a["components"])), tuple(json.loads(a["map_components"])),
-                       int(g["image_ids"].shape[0]))
+        a = {k: get_text_attr(g, k) for k in ("detector", "created", "who", "default_component", "components",
+                                               "map_components")}
+        return RunInfo(run_id, a["detector"], json.loads(read_text_dataset(g, "params_json")),
+                       json.loads(read_text_dataset(g, "metadata_json")), a["created"], a["who"],
+                       a["default_component"], tuple(json.loads(a["components"])),
+                       tuple(json.loads(a["map_components"])), int(g["image_ids"].shape[0]))
 
     @_locked
     def run_image_ids(self, run_id: str) -> np.ndarray:
@@ -819,7 +881,7 @@ class Store:
         """One component (default: the run's default) aligned to image ids: index = image id, NaN for
         images the run did not score."""
         g = self._run_group(run_id)
-        comp = component or str(g.attrs["default_component"])
+        comp = component or get_text_attr(g, "default_component")
         if comp not in g["scores"]:
             raise StoreError(f"{self.path}: run {run_id} has no score component {comp!r}")
         out = np.full(len(self._paths), np.nan)
@@ -831,10 +893,11 @@ class Store:
         """Maps of one image in a run as float32, {component: 2-D array}; {} if the run stored none."""
         g = self._run_group(run_id)
         i = self._image_index(image)
-        where = np.flatnonzero(g["image_ids"][()] == i)
-        if where.size == 0:
+        if run_id not in self._run_rows:  # runs never change once written: index them once
+            self._run_rows[run_id] = {int(v): k for k, v in enumerate(g["image_ids"][()])}
+        k = self._run_rows[run_id].get(i)
+        if k is None:
             raise StoreError(f"{self.path}: run {run_id} did not score image {self._paths[i]}")
-        k = int(where[0])
         comps = [component] if component is not None else list(g["maps"])
         out = {}
         for comp in comps:
@@ -854,22 +917,20 @@ class Store:
         if not (np.isfinite(t1) and np.isfinite(t2)) or t1 > t2:
             raise ValueError(f"thresholds need finite T1 <= T2, got T1={t1}, T2={t2}")
         rec = ThresholdRecord(run_id, t1, t2, method or "manual", self.user, utc_now())
-        table = Table(g["thresholds"])
+        table = Table(g["thresholds"], self._text)
         n = table.n_rows
         try:
             table.write(n, {"t1": [t1], "t2": [t2], "method": [rec.method], "who": [rec.who],
                             "time": [rec.time.encode()]})
-            assert self._f is not None
-            self._f.flush()
-            table.set_n_rows(n + 1)
-            self._commit()
+            self._commit([(table, n + 1)])
         except (OSError, ValueError) as exc:
+            self._text.rollback()
             raise StoreError(f"{self.path}: could not save threshold ({exc})") from exc
         return rec
 
     @_locked
     def threshold_history(self, run_id: str) -> list[ThresholdRecord]:
-        t = Table(self._run_group(run_id)["thresholds"])
+        t = Table(self._run_group(run_id)["thresholds"], self._text)
         c = t.read_all()
         return [ThresholdRecord(run_id, float(c["t1"][k]), float(c["t2"][k]), c["method"][k], c["who"][k],
                                 c["time"][k]) for k in range(len(c["t1"]))]

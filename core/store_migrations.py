@@ -36,7 +36,9 @@ from core.store_schema import (
     fcntl,
     file_facts,
     fsync_dir,
+    get_text_attr,
     release_lock,
+    set_text_attr,
     utc_now,
 )
 
@@ -68,7 +70,7 @@ def detect_version(f: h5py.File, path: Path) -> int:
             f"schemas 0 to {SCHEMA_VERSION}). Open it with a newer version.")
     if version < 0:
         raise StoreVersionError(f"{path}: unknown store schema {version}")
-    if version >= 1 and f.attrs.get("format") != FORMAT_NAME:
+    if version >= 1 and get_text_attr(f, "format") != FORMAT_NAME:
         raise StoreCorruptError(f"{path}: an HDF5 file, but not an Anomaly Inspector store")
     return version
 
@@ -91,7 +93,7 @@ def migrate_0_to_1(src: h5py.File, dst: h5py.File, ctx: MigrationContext) -> Non
     except ValueError:  # another drive on Windows
         rel = ""
     now = utc_now()
-    create_layout(dst, root_relative=Path(rel).as_posix() if rel else "", root_absolute=str(old_root.resolve()),
+    text = create_layout(dst, root_relative=Path(rel).as_posix() if rel else "", root_absolute=str(old_root.resolve()),
                   created=now, who=ctx.who)
     paths = [p.decode() if isinstance(p, bytes) else str(p) for p in src["images"][()]]
     label_attrs = src["labels"].attrs
@@ -108,13 +110,12 @@ def migrate_0_to_1(src: h5py.File, dst: h5py.File, ctx: MigrationContext) -> Non
     if missing:
         ctx.notes.append(f"{missing} image file(s) not found under {old_root}; their hashes are left empty")
     n = len(paths)
-    images = Table(dst["images"])
+    images = Table(dst["images"], text)
     images.write(0, {"path": paths, "sha256": shas, "nbytes": sizes, "split": [0] * n,
                      "source_defect": [""] * n, "mask_path": [""] * n})
     images.set_n_rows(n)
-    labels = {"label": [0] * n, "defect_type": [""] * n, "note": [""] * n, "source": [0] * n,
-              "who": [""] * n, "time": [b""] * n, "run": [""] * n}
-    audit: dict[str, list] = {k: [] for k in Table(dst["audit"]).columns}
+    labels = {"label": [0] * n, "source": [0] * n, "seq": [-1] * n}
+    audit: dict[str, list] = {k: [] for k in Table(dst["audit"], text).columns}
     imp = SOURCES.index("import")
     for i, rel_path in enumerate(paths):
         if rel_path not in label_attrs:
@@ -126,21 +127,19 @@ def migrate_0_to_1(src: h5py.File, dst: h5py.File, ctx: MigrationContext) -> Non
             continue
         defect = str(defect_attrs.get(rel_path, "")) if name in ("defect", "suspicious") else ""
         code = LABELS.index(name)
-        labels["label"][i], labels["defect_type"][i] = code, defect
-        labels["source"][i], labels["who"][i], labels["time"][i] = imp, ctx.who, now.encode()
+        labels["label"][i], labels["source"][i], labels["seq"][i] = code, imp, len(audit["image"])
         for key, val in (("time", now.encode()), ("who", ctx.who), ("source", imp), ("image", i),
                          ("old_label", 0), ("new_label", code), ("old_defect_type", ""),
                          ("new_defect_type", defect), ("old_note", ""), ("new_note", ""), ("run", "")):
             audit[key].append(val)
     for name in ("labels", "model_labels"):
-        table = Table(dst[name])
-        table.write(0, labels if name == "labels" else {
-            "label": [0] * n, "defect_type": [""] * n, "note": [""] * n, "source": [0] * n,
-            "who": [""] * n, "time": [b""] * n, "run": [""] * n})
+        table = Table(dst[name], text)
+        table.write(0, labels if name == "labels" else {"label": [0] * n, "source": [0] * n, "seq": [-1] * n})
         table.set_n_rows(n)
-    audit_table = Table(dst["audit"])
+    audit_table = Table(dst["audit"], text)
     audit_table.write(0, audit)
     audit_table.set_n_rows(len(audit["image"]))
+    text.publish()
 
 
 MIGRATIONS: dict[int, Callable[[h5py.File, h5py.File, MigrationContext], None]] = {0: migrate_0_to_1}
@@ -164,9 +163,9 @@ def migrate_file(src_path: Path, dst_path: Path, from_version: int, ctx: Migrati
                 temps.append(target)
             with h5py.File(current, "r", locking=False) as src, h5py.File(target, "w", locking=False) as dst:
                 step(src, dst, ctx)
-                history = json.loads(str(src.attrs.get("migrations", "[]")))
+                history = json.loads(get_text_attr(src, "migrations", "[]"))
                 history.append({"from": version, "to": version + 1, "time": utc_now(), "who": ctx.who})
-                dst.attrs["migrations"] = json.dumps(history)
+                set_text_attr(dst, "migrations", json.dumps(history))
             current = target
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise StoreCorruptError(f"{src_path}: could not migrate from store schema {from_version}: {exc}") from exc

@@ -42,7 +42,14 @@ SPLITS = ("unsorted", "train", "test")
 LABEL_DTYPE = h5py.enum_dtype({name: i for i, name in enumerate(LABELS)}, basetype="i1")
 SOURCE_DTYPE = h5py.enum_dtype({name: i for i, name in enumerate(SOURCES)}, basetype="i1")
 SPLIT_DTYPE = h5py.enum_dtype({name: i for i, name in enumerate(SPLITS)}, basetype="i1")
-STR_DTYPE = h5py.string_dtype("utf-8")
+# Text in tables is a reference (byte offset, length) into /text, an append-only UTF-8 byte log, and NOT an
+# HDF5 variable-length string. Reason, measured with tests/store_writer_child.py: vlen strings live in
+# HDF5 global-heap collections that are rewritten whole when a new string is added, and a SIGKILL in the
+# middle of that multi-page write left *committed* rows pointing at a torn collection ("bad heap
+# pointer"), so the store no longer opened (2 of ~250 kills). Bytes appended to /text are never rewritten
+# except as identical copies inside a chunk, so a torn write can only damage uncounted data.
+TEXT_DTYPE = np.dtype([("off", "<i8"), ("len", "<i4")])
+STR_DTYPE = TEXT_DTYPE  # a text column
 TIME_DTYPE = np.dtype("S32")  # datetime.isoformat(timespec="microseconds") in UTC is exactly 32 bytes
 SHA_DTYPE = np.dtype("S64")  # hex sha256
 
@@ -58,14 +65,24 @@ IMAGE_COLUMNS: dict[str, Any] = {
     "source_defect": STR_DTYPE,  # defect folder the image came from (MVTec test/<defect>), "" if none
     "mask_path": STR_DTYPE,  # ground-truth mask, relative to the project root, "" if none
 }
+# The only table whose rows are rewritten in place. It holds no variable-length strings on purpose: a
+# rewritten row that points into HDF5's global heap can be left dangling by a kill in mid-flush, and a
+# dangling reference makes the whole chunk unreadable. The text (defect type, note, who, when, run) of the
+# current label is in the audit row `seq` points at; appended rows are never rewritten.
 LABEL_COLUMNS: dict[str, Any] = {
     "label": LABEL_DTYPE,
-    "defect_type": STR_DTYPE,
-    "note": STR_DTYPE,
     "source": SOURCE_DTYPE,
-    "who": STR_DTYPE,
+    "seq": np.dtype("i8"),  # audit row that set this state, -1 for never labeled
+}
+# Image rows are written once; later changes of split / source defect / mask are appended here and
+# applied in order when the store is opened (same reason as above: never rewrite a row holding strings).
+IMAGE_UPDATE_COLUMNS: dict[str, Any] = {
+    "image": np.dtype("i8"),
+    "split": SPLIT_DTYPE,
+    "source_defect": STR_DTYPE,
+    "mask_path": STR_DTYPE,
     "time": TIME_DTYPE,
-    "run": STR_DTYPE,  # run id behind a model verdict, "" otherwise
+    "who": STR_DTYPE,
 }
 AUDIT_COLUMNS: dict[str, Any] = {
     "time": TIME_DTYPE,
@@ -88,7 +105,11 @@ THRESHOLD_COLUMNS: dict[str, Any] = {
     "time": TIME_DTYPE,
 }
 
-CHUNK_ROWS = 1024
+# Rows per chunk: one chunk is rewritten per commit, so it is kept near 8-40 KiB for each table.
+CHUNK_ROWS = {"images": 512, "image_updates": 256, "labels": 4096, "model_labels": 4096, "audit": 256,
+              "thresholds": 64}
+TEXT_CHUNK = 16384  # bytes
+INTERN_MAX = 64  # short strings (who, defect types, run ids) are stored once and shared by reference
 MAP_BATCH = 256  # maps written per HDF5 call when a run is stored
 MAP_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 
@@ -327,6 +348,104 @@ def enum_names(dtype: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _dcpl_early() -> h5py.h5p.PropDCID:
+    """Chunks allocated when the dataset is created or grown, not at first write: the chunk index is then
+    only rewritten on a resize (rare), not while labels are being committed."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    return dcpl
+
+
+def _grow(ds: h5py.Dataset, n: int) -> None:
+    size = ds.shape[0]
+    if size < n:
+        chunk = ds.chunks[0]
+        new = max(n, 2 * size, chunk)
+        ds.resize((-(-new // chunk) * chunk,))
+
+
+class TextHeap:
+    """Append-only UTF-8 bytes (/text) that text columns point into; `n_bytes` is its commit point.
+
+    Bytes are written at the end as rows are written and become part of the store only when the Store
+    publishes n_bytes together with the row counts; a failed or killed commit leaves them uncounted and
+    the next write reuses the space.
+    """
+
+    def __init__(self, ds: h5py.Dataset) -> None:
+        if not isinstance(ds, h5py.Dataset) or ds.dtype != np.uint8 or "n_bytes" not in ds.attrs:
+            raise StoreCorruptError(f"text log {getattr(ds, 'name', ds)} is incomplete")
+        self.ds = ds
+        self._end = self._published = self.n_bytes
+        self._interned: dict[str, tuple[int, int]] = {}
+        self._pending: dict[str, tuple[int, int]] = {}
+
+    @classmethod
+    def create(cls, parent: h5py.Group, name: str = "text") -> TextHeap:
+        ds = parent.create_dataset(name, shape=(0,), maxshape=(None,), dtype=np.uint8, chunks=(TEXT_CHUNK,),
+                                   dcpl=_dcpl_early())
+        ds.attrs["n_bytes"] = 0
+        return cls(ds)
+
+    @property
+    def n_bytes(self) -> int:
+        return int(self.ds.attrs["n_bytes"])
+
+    def put(self, texts: Sequence[str]) -> np.ndarray:
+        refs = np.zeros(len(texts), dtype=TEXT_DTYPE)
+        blob = bytearray()
+        for k, text in enumerate(texts):
+            if not text:
+                continue
+            known = self._interned.get(text) or self._pending.get(text)
+            if known is None:
+                data = str(text).encode("utf-8")
+                known = (self._end + len(blob), len(data))
+                blob += data
+                if len(data) <= INTERN_MAX:
+                    self._pending[text] = known
+            refs[k] = known
+        if blob:
+            _grow(self.ds, self._end + len(blob))
+            self.ds[self._end:self._end + len(blob)] = np.frombuffer(bytes(blob), dtype=np.uint8)
+            self._end += len(blob)
+        return refs
+
+    @property
+    def dirty(self) -> bool:
+        return self._end != self._published
+
+    def publish(self) -> None:
+        """Part of the commit: count the bytes written so far."""
+        if self._end != self._published:
+            self.ds.attrs["n_bytes"] = self._end
+            self._published = self._end
+
+    def committed(self) -> None:
+        self._interned.update(self._pending)
+        self._pending.clear()
+
+    def rollback(self) -> None:
+        self._end = self._published = self.n_bytes
+        self._pending.clear()
+
+    def get(self, refs: np.ndarray) -> np.ndarray:
+        out = np.empty(len(refs), dtype=object)
+        out[:] = ""
+        used = refs["len"] > 0
+        if not used.any():
+            return out
+        lo = int(refs["off"][used].min())
+        hi = int((refs["off"][used] + refs["len"][used]).max())
+        if lo < 0 or hi > self.n_bytes:
+            raise StoreCorruptError(f"text reference outside the committed text log ({hi} > {self.n_bytes})")
+        data = self.ds[lo:hi].tobytes()
+        for k in np.flatnonzero(used):
+            off, n = int(refs["off"][k]) - lo, int(refs["len"][k])
+            out[k] = data[off:off + n].decode("utf-8", errors="replace")
+        return out
+
+
 class Table:
     """A 1-D compound dataset (one field per column) with a committed row count.
 
@@ -334,21 +453,26 @@ class Table:
     writes). Rows are pre-allocated in chunks (capacity >= n_rows) so appending does not resize the
     dataset each time; the `n_rows` attribute is the commit point. A row is written first, flushed, and
     only then counted, so a writer killed mid-append leaves at most an uncounted row that is ignored.
+    Text columns hold (off, len) references into the store's TextHeap.
     """
 
-    def __init__(self, ds: h5py.Dataset) -> None:
+    def __init__(self, ds: h5py.Dataset, text: TextHeap) -> None:
         if not isinstance(ds, h5py.Dataset) or ds.dtype.names is None or "n_rows" not in ds.attrs:
             raise StoreCorruptError(f"table {getattr(ds, 'name', ds)} is incomplete")
         self.ds = ds
+        self.text = text
         self.columns: list[str] = list(ds.dtype.names)
         self.dtype = ds.dtype
+        self.text_columns = {c for c in self.columns if self.dtype[c] == TEXT_DTYPE}
 
     @classmethod
-    def create(cls, parent: h5py.Group, name: str, columns: Mapping[str, Any]) -> Table:
+    def create(cls, parent: h5py.Group, name: str, columns: Mapping[str, Any], text: TextHeap) -> Table:
         dtype = np.dtype([(col, dt) for col, dt in columns.items()])
-        ds = parent.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(CHUNK_ROWS,))
+        chunk = CHUNK_ROWS.get(name, 256)
+        ds = parent.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(chunk,),
+                                   dcpl=_dcpl_early())
         ds.attrs["n_rows"] = 0
-        return cls(ds)
+        return cls(ds, text)
 
     @property
     def n_rows(self) -> int:
@@ -358,14 +482,11 @@ class Table:
         self.ds.attrs["n_rows"] = int(n)
 
     def ensure_capacity(self, n: int) -> None:
-        size = self.ds.shape[0]
-        if size < n:
-            new = max(n, 2 * size, CHUNK_ROWS)
-            self.ds.resize((-(-new // CHUNK_ROWS) * CHUNK_ROWS,))
+        _grow(self.ds, n)
 
     def write(self, start: int, values: Mapping[str, Sequence[Any] | np.ndarray]) -> None:
         """Write rows [start, start+k) (uncounted until set_n_rows). Columns not given are written as
-        the fill value, so callers pass whole rows."""
+        zeros / empty text, so callers pass whole rows."""
         lengths = {len(v) for v in values.values()}
         if len(lengths) != 1:
             raise ValueError(f"columns of unequal length written to {self.ds.name}")
@@ -373,43 +494,69 @@ class Table:
         if k == 0:
             return
         rows = np.zeros(k, dtype=self.dtype)
-        for col in self.columns:
-            if self.dtype[col].kind == "O":
-                rows[col] = [""] * k
         for col, vals in values.items():
-            rows[col] = list(vals) if self.dtype[col].kind == "O" else np.asarray(vals)
+            rows[col] = self.text.put(list(vals)) if col in self.text_columns else np.asarray(vals)
         self.ensure_capacity(start + k)
         self.ds[start:start + k] = rows
 
     def read_all(self, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
-        """Committed rows as columns; UTF-8 and fixed-width strings come back as Python str."""
+        """Committed rows as columns; text and fixed-width strings come back as Python str."""
         stop = self.n_rows if stop is None else min(stop, self.n_rows)
         raw = self.ds[start:stop] if stop > start else np.zeros(0, dtype=self.dtype)
         out: dict[str, np.ndarray] = {}
         for col in self.columns:
-            if self.dtype[col].kind in "OS":
-                out[col] = np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in raw[col]],
-                                    dtype=object)
+            if col in self.text_columns:
+                out[col] = self.text.get(raw[col])
+            elif self.dtype[col].kind == "S":
+                out[col] = np.array([v.decode("utf-8") for v in raw[col]], dtype=object)
             else:
                 out[col] = np.asarray(raw[col])
         return out
 
 
-def create_layout(f: h5py.File, *, root_relative: str, root_absolute: str, created: str, who: str) -> None:
+def set_text_attr(obj: h5py.Group | h5py.Dataset, name: str, text: str) -> None:
+    """String attributes as fixed-length bytes, stored in the object header: h5py's default (a vlen
+    string) would put them in the global heap, which a later torn write can damage (see TEXT_DTYPE)."""
+    data = text.encode("utf-8")
+    obj.attrs.create(name, np.array(data, dtype=f"S{max(1, len(data))}"))
+
+
+def get_text_attr(obj: h5py.Group | h5py.Dataset, name: str, default: str = "") -> str:
+    if name not in obj.attrs:
+        return default
+    value = obj.attrs[name]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def write_text_dataset(group: h5py.Group, name: str, text: str) -> None:
+    """Large text (JSON of a run's params and metadata): a fixed-length scalar dataset written once."""
+    data = text.encode("utf-8")
+    group.create_dataset(name, data=np.array(data, dtype=f"S{max(1, len(data))}"))
+
+
+def read_text_dataset(group: h5py.Group, name: str) -> str:
+    value = group[name][()]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def create_layout(f: h5py.File, *, root_relative: str, root_absolute: str, created: str, who: str) -> TextHeap:
     """Empty schema-1 store in an open, empty file (used by Store.create and by migrations)."""
-    f.attrs["format"] = FORMAT_NAME
+    set_text_attr(f, "format", FORMAT_NAME)
     f.attrs["schema_version"] = SCHEMA_VERSION
-    f.attrs["root_relative"] = root_relative
-    f.attrs["root_absolute"] = root_absolute
-    f.attrs["created"] = created
-    f.attrs["created_by"] = who
-    f.attrs["migrations"] = "[]"
-    Table.create(f, "images", IMAGE_COLUMNS)
-    Table.create(f, "labels", LABEL_COLUMNS)
-    Table.create(f, "model_labels", LABEL_COLUMNS)
-    Table.create(f, "audit", AUDIT_COLUMNS)
+    set_text_attr(f, "root_relative", root_relative)
+    set_text_attr(f, "root_absolute", root_absolute)
+    set_text_attr(f, "created", created)
+    set_text_attr(f, "created_by", who)
+    set_text_attr(f, "migrations", "[]")
+    text = TextHeap.create(f)
+    Table.create(f, "images", IMAGE_COLUMNS, text)
+    Table.create(f, "image_updates", IMAGE_UPDATE_COLUMNS, text)
+    Table.create(f, "labels", LABEL_COLUMNS, text)
+    Table.create(f, "model_labels", LABEL_COLUMNS, text)
+    Table.create(f, "audit", AUDIT_COLUMNS, text)
     runs = f.create_group("runs")
     runs.attrs["next_run"] = 1
+    return text
 
 
 def image_columns(rows: Sequence[ImageRecord]) -> dict[str, list]:

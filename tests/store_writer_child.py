@@ -94,7 +94,7 @@ def kill_trials(store_path: Path, n_trials: int, *, seed: int = 0, max_delay: fl
     for trial in range(n_trials):
         proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(store_path),
                                  str(seed * 100_003 + trial)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         early = rng.random() < early_fraction
         if early:
             time.sleep(rng.uniform(0.0, 0.6))
@@ -102,11 +102,15 @@ def kill_trials(store_path: Path, n_trials: int, *, seed: int = 0, max_delay: fl
             first = proc.stdout.readline() if proc.stdout else ""
             if first.strip() != "READY":
                 proc.kill()
-                _, err = proc.communicate()
-                raise RuntimeError(f"writer did not start: {first!r} {err[-2000:]}")
+                rest = proc.stdout.read() if proc.stdout else ""
+                proc.wait()
+                raise RuntimeError(f"writer did not start: {first!r} {rest[-2000:]}")
             time.sleep(rng.uniform(0.0, max_delay))
         proc.send_signal(signal.SIGKILL)
-        out, _err = proc.communicate()
+        # Read through the same text wrapper that readline() used: it may already hold the next lines
+        # (communicate() would read the raw pipe and silently drop them).
+        out = proc.stdout.read() if proc.stdout else ""
+        proc.wait()
         stats.trials += 1
         stats.early_kills += early and "READY" not in out
         acked, inflight, n_acks = _parse(out)
@@ -127,7 +131,8 @@ def kill_trials(store_path: Path, n_trials: int, *, seed: int = 0, max_delay: fl
                     stats.inflight_landed += 1
                 elif got != want:
                     stats.lost += 1
-                    stats.problems.append(f"trial {trial}: image {rec.image_id} has {got}, acknowledged {want}")
+                    stats.problems.append(f"trial {trial}: image {rec.image_id} has {got}, acknowledged {want} "
+                                          f"(early kill: {early}, writer output tail: {out[-200:]!r})")
                 expected[rec.image_id] = got
             if store.replay().labels != {r.image_id: r for r in current if r.source != "none"}:
                 stats.log_mismatches += 1
