@@ -94,14 +94,19 @@ def patch_cell(x: float, y: float, grid_shape: tuple[int, int], geometry: MapGeo
 def mask_contour(mask: np.ndarray, image_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Outline of every defect region as one polyline (x, y) with NaN breaks, in image coordinates.
 
-    Contour points are pixel indices; +0.5 puts them on pixel centres, where ImageItem draws pixel (c, r)
-    as the square [c, c+1) x [r, r+1). A mask of another size than the image is scaled onto it.
+    The outline follows the *edges* of the defect pixels (ImageItem draws pixel (c, r) as the square
+    [c, c+1) x [r, r+1)), not their centres: a one-pixel-wide scratch then gets a thin loop around it
+    instead of a line drawn over it. findContours traces pixel centres, so the mask is first upsampled
+    k times (nearest), which puts the traced centres within 0.5 / k px of the true edges. A mask of another
+    size than the image is scaled onto it.
     """
     m = np.asarray(mask)
     if m.ndim == 3:
         m = m[:, :, 0]
     m = (m > 0).astype(np.uint8)
-    contours, _ = cv2.findContours(m, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    k = max(1, min(4, 4096 // max(m.shape)))  # bounded memory for large masks
+    up = np.repeat(np.repeat(m, k, axis=0), k, axis=1) if k > 1 else m
+    contours, _ = cv2.findContours(up, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return np.zeros(0), np.zeros(0)
     sy = image_shape[0] / m.shape[0]
@@ -111,8 +116,8 @@ def mask_contour(mask: np.ndarray, image_shape: tuple[int, int]) -> tuple[np.nda
     for c in contours:
         pts = c.reshape(-1, 2).astype(np.float64)
         pts = np.vstack([pts, pts[:1]])  # close the outline
-        xs += [(pts[:, 0] + 0.5) * sx, [np.nan]]
-        ys += [(pts[:, 1] + 0.5) * sy, [np.nan]]
+        xs += [(pts[:, 0] + 0.5) / k * sx, [np.nan]]
+        ys += [(pts[:, 1] + 0.5) / k * sy, [np.nan]]
     return np.concatenate(xs), np.concatenate(ys)
 
 
