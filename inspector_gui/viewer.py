@@ -35,6 +35,7 @@ class ImageViewer(QWidget):
     """Zoom (wheel) and pan (drag) an image with a heat-map overlay; see the module docstring."""
 
     componentChanged = Signal(str)
+    # The read-out under the cursor ("" off the image); emitted when it changes, not on every mouse move.
     hoverInfo = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
