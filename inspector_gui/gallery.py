@@ -1,0 +1,427 @@
+"""Gallery: a virtualized grid of image tiles sorted by anomaly score, with label badges and a filter bar.
+
+Pieces (each importable from here):
+- GalleryModel, GalleryRole (gallery_model.py): rows as numpy arrays; thumbnails on a thread pool.
+- GalleryFilterProxy (gallery_proxy.py): label / split / defect type / review band filters; sort via the model.
+- GalleryDelegate, GalleryView, GalleryWidget (this file): painting, the list view, the filter bar.
+
+The view lays out 10k tiles cheaply because every tile has the same size (setUniformItemSizes) and layout is
+batched; only painted tiles ask for their thumbnail, so opening a large folder decodes one screen of images.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import (
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QIcon, QImage, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.store_schema import LABELS
+from inspector_gui.gallery_model import GalleryModel, GalleryRole, format_score
+from inspector_gui.gallery_proxy import GalleryFilterProxy
+from inspector_gui.gallery_thumbs import THUMB_SIZE, ThumbnailLoader, decode_thumbnail
+
+__all__ = ["LABEL_COLOURS", "GalleryDelegate", "GalleryFilterProxy", "GalleryModel", "GalleryRole", "GalleryView",
+           "GalleryWidget", "ThumbnailLoader", "decode_thumbnail", "format_score"]
+
+# Badge colours: dark enough for white text to stay readable on every one of them.
+LABEL_COLOURS = {"good": "#2e7d32", "defect": "#c62828", "suspicious": "#e65100", "unlabeled": "#757575"}
+REVIEW_COLOUR = "#f9a825"  # tile frame of images whose score lies in the review band
+
+_PAD = 4
+
+
+class GalleryDelegate(QStyledItemDelegate):
+    """Paints one tile: thumbnail, file name, score, split tag and a coloured label badge (+ defect type)."""
+
+    def __init__(self, parent: QWidget | None = None, thumb_size: int = THUMB_SIZE):
+        super().__init__(parent)
+        self.thumb_size = thumb_size
+
+    def _fonts(self, option: QStyleOptionViewItem) -> tuple[QFont, QFont, QFont]:
+        base = QFont(option.font)
+        bold = QFont(base)
+        bold.setBold(True)
+        small = QFont(base)
+        small.setPointSizeF(max(6.0, base.pointSizeF() * 0.85))
+        return base, bold, small
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+        base, _, small = self._fonts(option)
+        line, small_line = QFontMetrics(base).height(), QFontMetrics(small).height()
+        width = max(self.thumb_size + 2 * _PAD, 128)
+        height = _PAD + self.thumb_size + 3 + line + 2 + line + 3 + small_line + 4 + _PAD
+        return QSize(width, height)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        base, bold, small = self._fonts(option)
+        fm, fm_small = QFontMetrics(base), QFontMetrics(small)
+        palette = option.palette
+        rect = option.rect.adjusted(1, 1, -1, -1)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+
+        # Tile background and frame: selection in the palette's highlight, review band in amber.
+        painter.setPen(Qt.PenStyle.NoPen)
+        if selected:
+            fill = QColor(palette.color(QPalette.ColorRole.Highlight))
+            fill.setAlpha(70)
+        else:
+            fill = palette.color(QPalette.ColorRole.Base)
+        painter.setBrush(fill)
+        painter.drawRoundedRect(rect, 4, 4)
+        if index.data(GalleryRole.ReviewRole.value):
+            painter.setPen(QPen(QColor(REVIEW_COLOUR), 2))
+        elif selected:
+            painter.setPen(QPen(palette.color(QPalette.ColorRole.Highlight), 2))
+        else:
+            painter.setPen(QPen(palette.color(QPalette.ColorRole.Mid), 1))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRoundedRect(rect.adjusted(1, 1, -1, -1), 4, 4)
+
+        # Thumbnail (asking DecorationRole is what schedules the decode), centred and scaled to fit.
+        thumb_box = QRect(rect.x() + (rect.width() - self.thumb_size) // 2, rect.y() + _PAD,
+                          self.thumb_size, self.thumb_size)
+        image = index.data(Qt.ItemDataRole.DecorationRole)
+        if isinstance(image, QImage) and not image.isNull():
+            target = QSize(image.width(), image.height()).scaled(thumb_box.size(),
+                                                                 Qt.AspectRatioMode.KeepAspectRatio)
+            painter.drawImage(QRect(thumb_box.x() + (thumb_box.width() - target.width()) // 2,
+                                    thumb_box.y() + (thumb_box.height() - target.height()) // 2,
+                                    target.width(), target.height()), image)
+
+        inner_w = rect.width() - 2 * _PAD
+        x = rect.x() + _PAD
+        y = thumb_box.bottom() + 1 + 3
+        text_colour = palette.color(QPalette.ColorRole.Text)
+
+        # File name, elided in the middle: part names often differ only in their last digits.
+        painter.setFont(base)
+        painter.setPen(text_colour)
+        name = fm.elidedText(str(index.data(Qt.ItemDataRole.DisplayRole) or ""), Qt.TextElideMode.ElideMiddle,
+                             inner_w)
+        painter.drawText(QRect(x, y, inner_w, fm.height()), Qt.AlignmentFlag.AlignCenter, name)
+        y += fm.height() + 2
+
+        # Score (bold, left) and split tag (small, boxed, right).
+        split = str(index.data(GalleryRole.SplitRole.value) or "")
+        tag_w = fm_small.horizontalAdvance(split) + 8 if split else 0
+        if split:
+            tag = QRect(x + inner_w - tag_w, y + (fm.height() - fm_small.height() - 2) // 2, tag_w,
+                        fm_small.height() + 2)
+            painter.setFont(small)
+            painter.setPen(QPen(palette.color(QPalette.ColorRole.Mid), 1))
+            painter.drawRoundedRect(tag, 3, 3)
+            painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, split)
+        painter.setFont(bold)
+        painter.setPen(text_colour)
+        score = format_score(index.data(GalleryRole.ScoreRole.value))
+        painter.drawText(QRect(x, y, inner_w - tag_w - 4, fm.height()),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, score)
+        y += fm.height() + 3
+
+        # Label badge: white text on the label colour, then the defect type in the remaining width.
+        label = str(index.data(GalleryRole.LabelRole.value) or "unlabeled")
+        painter.setFont(small)
+        badge = QRect(x, y, fm_small.horizontalAdvance(label) + 10, fm_small.height() + 4)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(LABEL_COLOURS.get(label, LABEL_COLOURS["unlabeled"])))
+        painter.drawRoundedRect(badge, badge.height() / 2, badge.height() / 2)
+        painter.setPen(QColor("white"))
+        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, label)
+        defect = str(index.data(GalleryRole.DefectTypeRole.value) or "")
+        if defect:
+            rest = QRect(badge.right() + 5, y, x + inner_w - badge.right() - 5, badge.height())
+            painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(rest, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                             fm_small.elidedText(defect, Qt.TextElideMode.ElideRight, rest.width()))
+        painter.restore()
+
+
+class GalleryView(QListView):
+    """Grid of tiles. Emits currentImageChanged(path) when the current image changes ("" when none).
+
+    After scrolling settles, pending thumbnail decodes for tiles no longer on screen are dropped.
+    """
+
+    currentImageChanged = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None, thumb_size: int = THUMB_SIZE):
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setMovement(QListView.Movement.Static)
+        self.setFlow(QListView.Flow.LeftToRight)
+        self.setWrapping(True)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setUniformItemSizes(True)
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setBatchSize(1000)
+        self.setSpacing(4)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.verticalScrollBar().setSingleStep(24)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setItemDelegate(GalleryDelegate(self, thumb_size))
+        self._last_path = ""
+        self._retain_timer = QTimer(self)
+        self._retain_timer.setSingleShot(True)
+        self._retain_timer.setInterval(120)
+        self._retain_timer.timeout.connect(self._retain_visible)
+        self.verticalScrollBar().valueChanged.connect(self._on_scrolled)
+
+    def gallery_model(self) -> GalleryModel | None:
+        model = self.model()
+        if isinstance(model, GalleryFilterProxy):
+            return model.gallery()
+        return model if isinstance(model, GalleryModel) else None
+
+    def current_path(self) -> str:
+        index = self.currentIndex()
+        return str(index.data(GalleryRole.PathRole.value) or "") if index.isValid() else ""
+
+    def selected_paths(self) -> list[str]:
+        role = GalleryRole.PathRole.value
+        return [idx.data(role) for idx in sorted(self.selectedIndexes(), key=lambda i: i.row())]
+
+    def select_path(self, path: str) -> bool:
+        """Make `path` the current image and scroll to it; False when it is filtered out or unknown."""
+        model = self.model()
+        if isinstance(model, GalleryFilterProxy):
+            row = model.row_of(path)
+        elif isinstance(model, GalleryModel):
+            row = model.row_of(path)
+        else:
+            row = -1
+        if row < 0:
+            return False
+        index = model.index(row, 0)
+        self.setCurrentIndex(index)
+        self.scrollTo(index)
+        return True
+
+    def visible_paths(self) -> list[str]:
+        """Paths of the tiles currently on screen (probed on a half-tile grid, so no tile is missed)."""
+        model = self.model()
+        if model is None or model.rowCount() == 0:
+            return []
+        size = self.itemDelegate().sizeHint(self._item_option(), model.index(0, 0))
+        step_x, step_y = max(8, size.width() // 2), max(8, size.height() // 2)
+        vp = self.viewport().rect()
+        role = GalleryRole.PathRole.value
+        seen: dict[int, str] = {}
+        for y in range(vp.top() + 2, vp.bottom() + step_y, step_y):
+            for x in range(vp.left() + 2, vp.right() + step_x, step_x):
+                idx = self.indexAt(QPoint(min(x, vp.right()), min(y, vp.bottom())))
+                if idx.isValid() and idx.row() not in seen:
+                    seen[idx.row()] = idx.data(role)
+        return [seen[r] for r in sorted(seen)]
+
+    def _item_option(self) -> QStyleOptionViewItem:
+        option = QStyleOptionViewItem()
+        self.initViewItemOption(option)
+        return option
+
+    def currentChanged(self, current: QModelIndex | QPersistentModelIndex,
+                       previous: QModelIndex | QPersistentModelIndex) -> None:
+        super().currentChanged(current, previous)
+        path = str(current.data(GalleryRole.PathRole.value) or "") if current.isValid() else ""
+        if path != self._last_path:
+            self._last_path = path
+            self.currentImageChanged.emit(path)
+
+    @Slot(int)
+    def _on_scrolled(self, value: int) -> None:
+        self._retain_timer.start()
+
+    @Slot()
+    def _retain_visible(self) -> None:
+        gallery = self.gallery_model()
+        if gallery is not None:
+            gallery.retain_thumbnails(self.visible_paths())
+
+
+_SORTS = (("Score, high first", "score", True), ("Score, low first", "score", False), ("Name", "name", False))
+
+
+def _swatch(colour: str) -> QIcon:
+    pixmap = QPixmap(10, 10)  # main thread only, like every widget
+    pixmap.fill(QColor(colour))
+    return QIcon(pixmap)
+
+
+class GalleryWidget(QWidget):
+    """The gallery view with its filter bar: sort, label toggles, split, defect type, review band, a count.
+
+    `model`, `proxy` and `view` are public: the window feeds the model (items, scores, labels, review band)
+    and listens to currentImageChanged(path).
+    """
+
+    currentImageChanged = Signal(str)
+
+    def __init__(self, model: GalleryModel | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.model = model if model is not None else GalleryModel(self)
+        self.proxy = GalleryFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.view = GalleryView(self, self.model.loader.size)
+        self.view.setModel(self.proxy)
+        self.view.currentImageChanged.connect(self.currentImageChanged)
+
+        self.sort_combo = QComboBox()
+        for text, key, desc in _SORTS:
+            self.sort_combo.addItem(text, (key, desc))
+        self.sort_combo.setToolTip("Order of the tiles; unscored images always come last")
+        self.label_checks: dict[str, QCheckBox] = {}
+        for name in LABELS:
+            box = QCheckBox(name)
+            box.setIcon(_swatch(LABEL_COLOURS[name]))
+            box.setChecked(True)
+            box.setToolTip(f"Show images labeled {name}")
+            box.toggled.connect(self._on_label_toggled)
+            self.label_checks[name] = box
+        self.split_combo = QComboBox()
+        self.split_combo.setToolTip("Show one split only")
+        self.defect_combo = QComboBox()
+        self.defect_combo.setToolTip("Show one defect type only")
+        self.review_check = QCheckBox("Review band only")
+        self.review_check.setToolTip("Show only images whose score lies between the two review thresholds")
+        self.count_label = QLabel()
+        self.count_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(self.sort_combo)
+        bar.addSpacing(8)
+        for box in self.label_checks.values():
+            bar.addWidget(box)
+        bar.addSpacing(8)
+        bar.addWidget(self.split_combo)
+        bar.addWidget(self.defect_combo)
+        bar.addWidget(self.review_check)
+        bar.addStretch(1)
+        bar.addWidget(self.count_label)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(bar)
+        layout.addWidget(self.view, 1)
+
+        self.sort_combo.currentIndexChanged.connect(self._on_sort_chosen)
+        self.split_combo.currentIndexChanged.connect(self._on_split_chosen)
+        self.defect_combo.currentIndexChanged.connect(self._on_defect_chosen)
+        self.review_check.toggled.connect(self.proxy.set_review_only)
+        self.model.modelReset.connect(self._refresh_choices)
+        self.model.labelChanged.connect(self._on_label_changed)
+        self.model.labelsReset.connect(self._refresh_choices)
+        self.model.reviewBandChanged.connect(self._on_review_band)
+        self.model.sortChanged.connect(self._on_sort_changed)
+        self._count_timer = QTimer(self)  # filter changes emit many row signals: count once afterwards
+        self._count_timer.setSingleShot(True)
+        self._count_timer.setInterval(0)
+        self._count_timer.timeout.connect(self._update_count)
+        for signal in (self.proxy.rowsInserted, self.proxy.rowsRemoved, self.proxy.modelReset,
+                       self.proxy.layoutChanged):
+            signal.connect(self._schedule_count)
+        self._refresh_choices()
+        self._on_review_band(float("nan"), float("nan"))
+        self._on_sort_changed(*self.model.sort_order())
+
+    def shown_count(self) -> int:
+        return self.proxy.rowCount()
+
+    # -- filter bar -> proxy --------------------------------------------------------------------------------
+    @Slot(int)
+    def _on_sort_chosen(self, i: int) -> None:
+        key, desc = self.sort_combo.itemData(i)
+        self.proxy.set_sort(key, desc)
+
+    @Slot(bool)
+    def _on_label_toggled(self, checked: bool) -> None:
+        self.proxy.set_label_filter([name for name, box in self.label_checks.items() if box.isChecked()])
+
+    @Slot(int)
+    def _on_split_chosen(self, i: int) -> None:
+        self.proxy.set_split_filter(self.split_combo.itemData(i))
+
+    @Slot(int)
+    def _on_defect_chosen(self, i: int) -> None:
+        self.proxy.set_defect_type_filter(self.defect_combo.itemData(i))
+
+    # -- model -> filter bar --------------------------------------------------------------------------------
+    @Slot()
+    def _refresh_choices(self) -> None:
+        """Offer the splits and defect types the images have, keeping the current choice when it still exists."""
+        self._fill_combo(self.split_combo, [("All splits", None)] + [(s, s) for s in self.model.splits()])
+        self._fill_combo(self.defect_combo, [("All defect types", None), ("No defect type", "")]
+                         + [(d, d) for d in self.model.defect_types()])
+        self._schedule_count()
+
+    @staticmethod
+    def _fill_combo(combo: QComboBox, entries: list[tuple[str, str | None]]) -> None:
+        current = combo.currentData()
+        combo.blockSignals(True)
+        combo.clear()
+        for text, value in entries:
+            combo.addItem(text, value)
+        at = combo.findData(current) if current is not None else 0
+        combo.setCurrentIndex(max(at, 0))
+        combo.blockSignals(False)
+        if combo.currentData() != current:  # the chosen value vanished: let the proxy know it is "any" now
+            combo.currentIndexChanged.emit(combo.currentIndex())
+
+    @Slot(str, str, str)
+    def _on_label_changed(self, path: str, label: str, defect_type: str) -> None:
+        if defect_type and self.defect_combo.findData(defect_type) < 0:
+            self._refresh_choices()
+
+    @Slot(float, float)
+    def _on_review_band(self, t1: float, t2: float) -> None:
+        band = self.model.review_band()
+        self.review_check.setEnabled(band is not None)
+        if band is None:
+            self.review_check.setChecked(False)
+            self.review_check.setToolTip("No review band yet: set two thresholds in the threshold panel")
+        else:
+            self.review_check.setToolTip(f"Show only images with {format_score(band[0])} <= score < "
+                                         f"{format_score(band[1])}")
+
+    @Slot(str, bool)
+    def _on_sort_changed(self, key: str, descending: bool) -> None:
+        for i in range(self.sort_combo.count()):
+            if self.sort_combo.itemData(i) == (key, descending):
+                self.sort_combo.blockSignals(True)
+                self.sort_combo.setCurrentIndex(i)
+                self.sort_combo.blockSignals(False)
+                return
+
+    @Slot()
+    def _schedule_count(self, *args: object) -> None:
+        self._count_timer.start()
+
+    @Slot()
+    def _update_count(self) -> None:
+        self.count_label.setText(f"{self.proxy.rowCount()} / {self.model.rowCount()} shown")
