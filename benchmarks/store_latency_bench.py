@@ -53,8 +53,17 @@ def main(argv: list[str] | None = None) -> int:
             s.add_folder(img)
         t_add = time.perf_counter() - t
 
+        fsync_ms: list[float] = []
+        real_fsync = os.fsync
+
+        def timed_fsync(fd: int) -> None:  # how much of a commit is the disk, not our code
+            t0 = time.perf_counter()
+            real_fsync(fd)
+            fsync_ms.append((time.perf_counter() - t0) * 1000)
+
         with Store.open(path) as s:
             lat = []
+            os.fsync = timed_fsync
             for k in range(args.labels):
                 i = rng.randrange(args.images)
                 label = rng.choice(("good", "defect", "suspicious"))
@@ -62,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 s.set_label(i, label, defect_type=defect, note=f"label {k}")
                 lat.append((time.perf_counter() - t) * 1000)
+            os.fsync = real_fsync
             size_labels = path.stat().st_size
 
             comps = ("L", "D", "A", "M")
@@ -106,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| label commit p99 | **{np.percentile(a, 99):.2f} ms** |",
         f"| label commit max | {a.max():.2f} ms |",
         f"| label commit mean | {a.mean():.2f} ms |",
+        f"| of which `os.fsync` (mean / p50) | {np.mean(fsync_ms):.2f} / {np.percentile(fsync_ms, 50):.2f} ms |",
         f"| add {args.images} images (hash + one commit) | {t_add:.2f} s |",
         f"| store size after the labels | {size_labels / 1e6:.1f} MB |",
         f"| add_run: {args.images} images, 4 score components, 4 maps of {args.grid}x{args.grid} each | "

@@ -46,7 +46,7 @@ SPLIT_DTYPE = h5py.enum_dtype({name: i for i, name in enumerate(SPLITS)}, basety
 # HDF5 variable-length string. Reason, measured with tests/store_writer_child.py: vlen strings live in
 # HDF5 global-heap collections that are rewritten whole when a new string is added, and a SIGKILL in the
 # middle of that multi-page write left *committed* rows pointing at a torn collection ("bad heap
-# pointer"), so the store no longer opened (2 of ~250 kills). Bytes appended to /text are never rewritten
+# pointer"), so the store no longer opened (3 of ~290 kills). Bytes appended to /text are never rewritten
 # except as identical copies inside a chunk, so a torn write can only damage uncounted data.
 TEXT_DTYPE = np.dtype([("off", "<i8"), ("len", "<i4")])
 STR_DTYPE = TEXT_DTYPE  # a text column
