@@ -172,6 +172,18 @@ def test_add_run_validates_before_writing(store: Store) -> None:
     assert store.add_run("vae", {}, {}, ["parts/p0.png"], {"M": [1.0]}, "M") == "run-0001"
 
 
+def test_half_written_run_is_dropped_on_open(store: Store, project: Path) -> None:
+    run = store.add_run("vae", {}, {}, ["parts/p0.png"], {"M": [1.0]}, "M")
+    store.close()
+    with h5py.File(project / "review.h5", "r+", locking=False) as f:  # a writer killed inside add_run
+        f["runs"].create_group(".incomplete-run-0002").create_dataset("image_ids", data=[0])
+    with Store.open(project / "review.h5") as s:
+        assert [r.run_id for r in s.list_runs()] == [run]
+        assert s.add_run("vae", {}, {}, ["parts/p1.png"], {"M": [2.0]}, "M") == "run-0002"
+    with h5py.File(project / "review.h5", "r") as f:
+        assert sorted(f["runs"]) == ["run-0001", "run-0002"]
+
+
 def test_label_validation_and_no_op(store: Store) -> None:
     with pytest.raises(ValueError, match="label must be one of"):
         store.set_label(0, "broken")
