@@ -12,6 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize
 from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QGraphicsItem
 
 from inspector_gui.label_bar import LABEL_COLOURS
 
@@ -20,6 +21,13 @@ HIST_ORDER = ("good", "unlabeled", "suspicious", "defect")
 T1_COLOUR = "#1f3a93"
 T2_COLOUR = "#8e44ad"
 BAND_BRUSH = (255, 200, 0, 45)
+
+
+def _cache(item: pg.PlotDataItem) -> None:
+    """Keep a drawn curve as a pixmap: while a threshold is dragged the curves do not change, and blitting
+    them is much cheaper than re-filling the paths at every frame. Qt drops the pixmap when the item calls
+    update() (new data) or the view transform changes (zoom, resize)."""
+    item.curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
 
 def _fill(colour: str, alpha: int) -> QColor:
@@ -48,6 +56,7 @@ class HistogramView(pg.PlotWidget):
             self.curves[label] = plot.plot(
                 [0.0, 1.0], [0.0], stepMode="center", fillLevel=0, fillOutline=False,
                 pen=pg.mkPen(colour, width=1.5), brush=_fill(colour, 50), name=label)
+            _cache(self.curves[label])
         self.band = pg.LinearRegionItem(values=(0, 0), movable=False, brush=BAND_BRUSH,
                                         pen=pg.mkPen(None))
         self.band.setZValue(-10)
@@ -102,13 +111,16 @@ class RocView(pg.PlotWidget):
         plot.hideButtons()
         plot.setXRange(0, 1, padding=0.03)
         plot.setYRange(0, 1, padding=0.03)
-        plot.plot([0, 1], [0, 1], pen=pg.mkPen((150, 150, 150), width=1, style=pg.QtCore.Qt.PenStyle.DotLine))
+        _cache(plot.plot([0, 1], [0, 1], pen=pg.mkPen((150, 150, 150), width=1,
+                                                     style=pg.QtCore.Qt.PenStyle.DotLine)))
         self.curve = plot.plot([], [], pen=pg.mkPen("#d62728", width=2))
+        _cache(self.curve)
         # Only the drawing is thinned (at most about one point per pixel column); the model's curve is exact.
         self.curve.setDownsampling(auto=True, method="peak")
         self.t2_marker = pg.ScatterPlotItem(size=9, symbol="s", pen=pg.mkPen(T2_COLOUR, width=2),
                                             brush=pg.mkBrush(255, 255, 255))
         plot.addItem(self.t2_marker)
+        self._t2_point: tuple[float, float] | None = None
         self.target = pg.TargetItem(pos=(0, 0), size=14, symbol="o", movable=True,
                                     pen=pg.mkPen(T1_COLOUR, width=2), brush=_fill(T1_COLOUR, 90),
                                     hoverPen=pg.mkPen(T1_COLOUR, width=3), hoverBrush=_fill(T1_COLOUR, 160))
@@ -131,11 +143,13 @@ class RocView(pg.PlotWidget):
         self.message.setText("" if available else "ROC needs images\nlabeled good and defect")
         self.auc_text.setText(f"AUROC {auroc:.3f}" if available and auroc is not None else "")
         if not available:
+            self._t2_point = None
             self.t2_marker.setData([], [])
 
     def set_points(self, t1_point: tuple[float, float], t2_point: tuple[float, float] | None) -> None:
         self.target.setPos(*t1_point)
-        if t2_point is None:
-            self.t2_marker.setData([], [])
-        else:
-            self.t2_marker.setData([t2_point[0]], [t2_point[1]])
+        # Rebuilding a scatter item costs about half a millisecond: skip it when the T2 point did not move
+        # (always, while T1 is dragged).
+        if t2_point != self._t2_point:
+            self._t2_point = t2_point
+            self.t2_marker.setData(*([], []) if t2_point is None else ([t2_point[0]], [t2_point[1]]))
