@@ -216,10 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub: Any) -> None:
     """Verbs that live in their own modules (label store, export)."""
-    try:
-        from core.store_cli import add_store_commands
-    except ImportError:
-        return
+    from core.store_cli import add_store_commands
+
     add_store_commands(sub)
 
 
