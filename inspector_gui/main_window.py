@@ -209,7 +209,7 @@ class MainWindow(QMainWindow):
             self._load_run_from_store(latest)
         self._refresh_threshold_model()
         if images:
-            self.gallery.select_row(0)
+            self._select_view_row(0)
         callbacks, self._after_open = self._after_open, []
         for callback in callbacks:
             callback()
@@ -388,7 +388,17 @@ class MainWindow(QMainWindow):
         return strips[run.rows[image_id]] if strips else None
 
     def step_image(self, delta: int) -> None:
-        self.gallery.step(delta)
+        """Next / previous image in the gallery's current order and filter."""
+        current = self.gallery.view.currentIndex()
+        row = current.row() + delta if current.isValid() else 0
+        self._select_view_row(row)
+
+    def _select_view_row(self, row: int) -> None:
+        proxy = self.gallery.proxy
+        if proxy.rowCount() == 0:
+            return
+        row = min(max(row, 0), proxy.rowCount() - 1)
+        self.gallery.view.setCurrentIndex(proxy.index(row, 0))
 
     @Slot()
     def toggle_overlay(self) -> None:
@@ -500,6 +510,7 @@ class MainWindow(QMainWindow):
                 return
             self.job.cancel()
             self.job.wait(10000)
+        self.gallery.model.shutdown()
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.service.shutdown()

@@ -111,3 +111,18 @@ def test_progress_display_shows_eta_and_loss_curve(qtbot):
     assert "ETA 8 s" in panel.status.text() and "epoch 2" in panel.status.text()
     x, y = panel.loss_curve.getData()
     assert list(y) == [12.5, 11.0]
+
+
+def test_qt_binding_does_not_leak_references_on_emit():
+    """PySide6 6.12.0 loses a reference to True per Signal.emit() and aborts the interpreter after a few
+    thousand; pyproject pins it out. This catches a binding with the same fault (in a child process)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom PySide6.QtCore import QObject, Signal\n"
+            "class A(QObject):\n    s = Signal(int)\n"
+            "a = A(); got = []\na.s.connect(got.append)\nb = sys.getrefcount(True)\n"
+            "for i in range(300): a.s.emit(i)\nprint(sys.getrefcount(True) - b)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert abs(int(out.stdout.strip())) < 50
