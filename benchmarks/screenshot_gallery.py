@@ -21,6 +21,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from benchmarks.gallery_bench import binding_drops_none  # noqa: E402
 from core.data.folders import scan_folder  # noqa: E402
 from core.data.synthetic import DemoSpec, generate  # noqa: E402
 from inspector_gui.gallery import GalleryWidget  # noqa: E402
@@ -51,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     width, height = (int(v) for v in args.size.split("x"))
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    if binding_drops_none():
+        print("this PySide6 build loses a reference to None on every void Qt call under this Python: the process "
+              "would abort while painting (use PySide6 6.11.2 or Python >= 3.12)", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as tmp:
         root = generate(Path(tmp) / "demo", DemoSpec())
         broken = root / "test" / "good" / "999_truncated.png"

@@ -22,11 +22,23 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QIcon, QImage, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QIcon,
+    QImage,
+    QPainter,
+    QPalette,
+    QPen,
+    QPixmap,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QListView,
@@ -187,12 +199,29 @@ class GalleryView(QListView):
         self.verticalScrollBar().setSingleStep(24)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setItemDelegate(GalleryDelegate(self, thumb_size))
+        # Always on, so the viewport width (and with it the column count) cannot flip when the bar appears.
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._last_path = ""
         self._retain_timer = QTimer(self)
         self._retain_timer.setSingleShot(True)
         self._retain_timer.setInterval(120)
         self._retain_timer.timeout.connect(self._retain_visible)
         self.verticalScrollBar().valueChanged.connect(self._on_scrolled)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_grid()
+
+    def _fit_grid(self) -> None:
+        """Share the spare width between the columns, so the grid fills the view instead of leaving a gap."""
+        tile = self.itemDelegate().sizeHint(self._item_option(), QModelIndex())
+        gap = 2 * self.spacing()
+        width = self.viewport().width() - 1
+        columns = max(1, width // (tile.width() + gap))
+        grid = QSize(max(tile.width() + gap, width // columns), tile.height() + gap)
+        if grid != self.gridSize():
+            self.setGridSize(grid)
 
     def gallery_model(self) -> GalleryModel | None:
         model = self.model()
@@ -274,6 +303,13 @@ def _swatch(colour: str) -> QIcon:
     return QIcon(pixmap)
 
 
+class _BarGroup(QWidget):
+    """A row of filter controls that may be squeezed below its natural width (it wraps before that happens)."""
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(0, super().minimumSizeHint().height())
+
+
 class GalleryWidget(QWidget):
     """The gallery view with its filter bar: sort, label toggles, split, defect type, review band, a count.
 
@@ -308,27 +344,38 @@ class GalleryWidget(QWidget):
         self.split_combo.setToolTip("Show one split only")
         self.defect_combo = QComboBox()
         self.defect_combo.setToolTip("Show one defect type only")
-        self.review_check = QCheckBox("Review band only")
+        self.review_check = QCheckBox("Review band")
+        self.review_check.setIcon(_swatch(REVIEW_COLOUR))  # the colour of the frame of tiles in the band
         self.review_check.setToolTip("Show only images whose score lies between the two review thresholds")
         self.count_label = QLabel()
         self.count_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
-        bar = QHBoxLayout()
-        bar.setContentsMargins(0, 0, 0, 0)
-        bar.addWidget(self.sort_combo)
-        bar.addSpacing(8)
+        # Two groups that sit side by side when the window is wide and wrap onto two rows when it is narrow
+        # (the gallery may live in a side dock), so the bar never forces a minimum width on the window.
+        self._sort_group = _BarGroup()
+        row = QHBoxLayout(self._sort_group)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.sort_combo)
         for box in self.label_checks.values():
-            bar.addWidget(box)
-        bar.addSpacing(8)
-        bar.addWidget(self.split_combo)
-        bar.addWidget(self.defect_combo)
-        bar.addWidget(self.review_check)
-        bar.addStretch(1)
-        bar.addWidget(self.count_label)
+            row.addWidget(box)
+        row.addStretch(1)
+        self._filter_group = _BarGroup()
+        row = QHBoxLayout(self._filter_group)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.split_combo)
+        row.addWidget(self.defect_combo)
+        row.addWidget(self.review_check)
+        row.addStretch(1)
+        row.addWidget(self.count_label)
+        self._bar = QGridLayout()
+        self._bar.setContentsMargins(0, 0, 0, 0)
+        self._bar.setVerticalSpacing(2)
+        self._wrapped: bool | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addLayout(bar)
+        layout.addLayout(self._bar)
         layout.addWidget(self.view, 1)
+        self._arrange_bar(wrapped=False)
 
         self.sort_combo.currentIndexChanged.connect(self._on_sort_chosen)
         self.split_combo.currentIndexChanged.connect(self._on_split_chosen)
@@ -349,6 +396,20 @@ class GalleryWidget(QWidget):
         self._refresh_choices()
         self._on_review_band(float("nan"), float("nan"))
         self._on_sort_changed(*self.model.sort_order())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        one_row = self._sort_group.sizeHint().width() + self._filter_group.sizeHint().width() + 12
+        self._arrange_bar(wrapped=event.size().width() < one_row)
+
+    def _arrange_bar(self, wrapped: bool) -> None:
+        if wrapped == self._wrapped:
+            return
+        self._wrapped = wrapped
+        self._bar.removeWidget(self._sort_group)
+        self._bar.removeWidget(self._filter_group)
+        self._bar.addWidget(self._sort_group, 0, 0)
+        self._bar.addWidget(self._filter_group, 1 if wrapped else 0, 0 if wrapped else 1)
 
     def shown_count(self) -> int:
         return self.proxy.rowCount()

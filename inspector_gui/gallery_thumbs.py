@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QObject, QRectF, QRunnable, QThread, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, QRectF, QRunnable, Qt, QThread, QThreadPool, Signal, Slot
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 
 from core.data.images import ImageLoadError, decode_image
@@ -231,11 +231,16 @@ def placeholder_image(kind: str, size: int = THUMB_SIZE) -> QImage:
     painter = QPainter(image)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     if kind == "broken":
-        m = size * 0.32
-        cross = QRectF(m, m * 0.8, size - 2 * m, size - 2 * m)
+        m = size * 0.3
+        cross = QRectF(m, m * 0.6, size - 2 * m, size - 2 * m)
         painter.setPen(QPen(QColor(198, 40, 40), max(2.0, size / 24)))
         painter.drawLine(cross.topLeft(), cross.bottomRight())
         painter.drawLine(cross.topRight(), cross.bottomLeft())
+        font = painter.font()
+        font.setPixelSize(max(8, size // 9))
+        painter.setFont(font)
+        painter.setPen(QColor(140, 30, 30))
+        painter.drawText(QRectF(0, size * 0.76, size, size * 0.2), Qt.AlignmentFlag.AlignCenter, "cannot read")
     else:
         painter.setPen(QPen(QColor(205, 205, 205), 1))
         painter.drawRect(QRectF(0.5, 0.5, size - 1, size - 1))

@@ -453,3 +453,16 @@ def test_badge_colour_follows_set_label(qtbot, widget: GalleryWidget, image_path
 def test_visible_paths_start_at_first_tile(widget: GalleryWidget):
     assert widget.view.visible_paths()[0] == widget.proxy.paths()[0]
     assert widget.view.indexAt(QPoint(10, 10)).row() == 0
+
+
+def test_filter_bar_wraps_instead_of_forcing_a_wide_window(qtbot, scored: GalleryModel):
+    w = GalleryWidget(scored)
+    qtbot.addWidget(w)
+    assert w.minimumSizeHint().width() < 300  # fits a side dock
+    w.resize(480, 400)
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.waitUntil(lambda: w.split_combo.mapTo(w, QPoint()).y() > w.sort_combo.mapTo(w, QPoint()).y())
+    assert w.width() == 480
+    w.resize(1100, 400)
+    qtbot.waitUntil(lambda: w.split_combo.mapTo(w, QPoint()).y() == w.sort_combo.mapTo(w, QPoint()).y())
