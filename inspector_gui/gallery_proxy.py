@@ -10,7 +10,7 @@ sort column stays -1, because QSortFilterProxyModel's sort would call a Python l
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from PySide6.QtCore import (
@@ -160,16 +160,22 @@ class GalleryFilterProxy(QSortFilterProxyModel):
     def _change(self, attr: str, value: object) -> None:
         if getattr(self, attr) == value:
             return
-        self.beginFilterChange()
-        setattr(self, attr, value)
-        self._mask_rev = -1
-        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        self._refilter(lambda: setattr(self, attr, value))
         self.filterChanged.emit()
 
-    def _refilter(self) -> None:
-        self.beginFilterChange()
-        self._mask_rev = -1
-        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+    def _refilter(self, change: Callable[[], None] | None = None) -> None:
+        """Re-run the filter over all rows; `change` updates the filter state in between."""
+        if hasattr(self, "endFilterChange"):  # Qt >= 6.10: invalidateRowsFilter is on its way out
+            self.beginFilterChange()
+            if change is not None:
+                change()
+            self._mask_rev = -1
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:  # pragma: no cover - Qt 6.6 - 6.9, which the project still allows
+            if change is not None:
+                change()
+            self._mask_rev = -1
+            self.invalidateRowsFilter()
 
     @Slot(str, str, str)
     def _on_labels_changed(self, path: str, label: str, defect_type: str) -> None:
