@@ -103,6 +103,8 @@ class StoreService(QObject):
         """Close the store in its own thread, then stop the thread."""
         from PySide6.QtCore import QMetaObject, Qt
 
+        if not self._thread.isRunning():  # already shut down (a window can be closed twice)
+            return
         QMetaObject.invokeMethod(self, "close", Qt.ConnectionType.BlockingQueuedConnection)
         self._thread.quit()
         self._thread.wait(5000)
