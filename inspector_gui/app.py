@@ -18,15 +18,17 @@ def display_available() -> bool:
     return True
 
 
-def create_window(path: str | Path | None = None, detector: Any = None, preset: tuple[str, dict] | None = None):
-    """Build (but do not run) the application and its main window."""
+def create_window(path: str | Path | None = None, detector: Any = None, preset: tuple[str, dict] | None = None,
+                  settings: Any = None):
+    """Build (but do not run) the application and its main window (settings: a QSettings, e.g. a temporary
+    file for screenshots and tests; default the user's)."""
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Anomaly Inspector")
     from inspector_gui.main_window import MainWindow
 
-    window = MainWindow()
+    window = MainWindow(settings)
     if preset:
         window.training.set_settings(*preset)
     if path:

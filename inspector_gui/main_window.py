@@ -111,6 +111,9 @@ class MainWindow(QMainWindow):
         right.setObjectName("model_dock")
         right.setWidget(self.tabs)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, right)
+        # First-run proportions (a saved layout overrides them): room for two columns of tiles on the left
+        # and for the histogram beside the ROC curve on the right.
+        self.resizeDocks([dock, right], [330, 760], Qt.Orientation.Horizontal)
         self.morphs = MorphStripPanel()
         self.morph_dock = QDockWidget("Morph strips", self)
         self.morph_dock.setObjectName("morph_dock")

@@ -1,0 +1,108 @@
+"""Screenshots of the whole window on the demo data, taken from the X screen (run under Xvfb):
+
+    Xvfb :99 -screen 0 1920x1080x24 &  DISPLAY=:99 python benchmarks/screenshot_window.py [--model demo.ai]
+
+Writes docs/screenshots/window_viewer.png (gallery + viewer with the M heat map), window_threshold.png (threshold
+panel with ROC and confusion matrix) and window_training.png (training panel mid-run). Without --model it trains
+the demo VAE first (about a minute on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "docs" / "screenshots"
+
+
+def wait_until(app, condition, timeout: float) -> None:
+    end = time.time() + timeout
+    while not condition():
+        if time.time() > end:
+            raise TimeoutError("the window did not get there in time")
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def settle(app, seconds: float = 0.5) -> None:
+    end = time.time() + seconds
+    while time.time() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def shoot(app, window, name: str) -> None:
+    settle(app)
+    screen = app.primaryScreen()
+    geo = window.frameGeometry()
+    pixmap = screen.grabWindow(0, geo.x(), geo.y(), geo.width(), geo.height())
+    OUT.mkdir(parents=True, exist_ok=True)
+    pixmap.save(str(OUT / name))
+    print("wrote", OUT / name)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="a demo VAE saved by `anomaly-inspector demo --out`")
+    ap.add_argument("--image", default="test/blowhole/002.png", help="demo image to show in the viewer")
+    args = ap.parse_args()
+
+    from core.cli import DEMO_SETTINGS
+    from core.data.synthetic import demo_dataset
+    from core.evaluate import train_detector
+    from core.modelio import load_detector
+    from inspector_gui.app import create_window
+
+    work = Path(tempfile.mkdtemp(prefix="ai-shots-"))
+    data = work / "demo_parts"
+    shutil.copytree(demo_dataset(), data)
+    if args.model:
+        detector = load_detector(args.model)
+    else:
+        from core.data.folders import scan_folder
+
+        detector, _ = train_detector(scan_folder(data), "vae", DEMO_SETTINGS, log=lambda m: None)
+    from PySide6.QtCore import QSettings
+
+    # A fresh settings file: the first-run layout, not whatever the user last left.
+    settings = QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat)
+    app, win = create_window(data, detector, preset=("vae", DEMO_SETTINGS), settings=settings)
+    win.setProperty("quiet_errors", True)
+    win.resize(1880, 1020)
+    win.move(0, 0)
+    win.show()
+    wait_until(app, lambda: win.run is not None and win.run.outcome is not None, 300)
+    wait_until(app, lambda: win.run.run_id is not None, 60)
+
+    target = win.store.image_id(data / args.image)
+    win.gallery.view.select_path(str(win.store.absolute_path(target)))
+    win.show_image_id(target)
+    win.viewer.set_opacity(0.55)
+    win.tabs.setCurrentWidget(win.threshold)
+    shoot(app, win, "window_viewer.png")
+
+    panel = win.threshold
+    panel.model.apply_preset("f1_max")
+    panel.model.set_review_band(True)
+    shoot(app, win, "window_threshold.png")
+
+    # Training mid-run: start a fresh demo training and shoot when it is well under way, then cancel.
+    win.tabs.setCurrentWidget(win.training)
+    win.training.set_settings("vae", DEMO_SETTINGS)
+    win.training.train_button.click()
+    wait_until(app, lambda: win.training.progress.value() > 350, 300)
+    shoot(app, win, "window_training.png")
+    win.cancel_job()
+    wait_until(app, lambda: not win.job.running, 30)
+    win.close()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
