@@ -85,7 +85,9 @@ def run_one(cat: str, path: Path, det: str, budget: float, threads: int) -> dict
     peak = [float(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("PEAK_RSS_MB")]
     result = json.loads(report.read_text())
     result.update({"category": cat, "wall_seconds": round(wall, 1), "peak_rss_mb": round(peak[0]) if peak else None,
+                   "torch_threads": threads, "load_average": round(os.getloadavg()[0], 1),
                    "command": "anomaly-inspector " + " ".join(a if " " not in a else repr(a) for a in argv)})
+    report.write_text(json.dumps(result, indent=1))  # each run's record stands on its own (see --collect)
     return result
 
 
@@ -113,11 +115,15 @@ def main() -> None:
     ap.add_argument("--detectors", nargs="*", default=["vae", "ae", "gmm", "iforest"])
     ap.add_argument("--budget", type=float, default=300, help="training seconds for vae / ae per category")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--collect", action="store_true",
+                    help="run nothing: rebuild the docs from the per-run records in docs/bench-runs/")
     args = ap.parse_args()
     import torch
 
     results = []
-    for cat, path in categories(args.categories).items():
+    if args.collect:
+        results = [json.loads(p.read_text()) for p in sorted((DOCS / "bench-runs").glob("*.json"))]
+    for cat, path in ({} if args.collect else categories(args.categories)).items():
         for det in args.detectors:
             print(f"{cat} / {det} ...", flush=True)
             r = run_one(cat, path, det, args.budget, args.threads)
@@ -132,9 +138,11 @@ def main() -> None:
     out.write_text(json.dumps(merged, indent=1))
     load = os.getloadavg()
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} with {os.cpu_count()} cores, "
-              f"torch {torch.__version__}, {args.threads} torch threads, load average at the end "
-              f"{load[0]:.1f}. Command: `python benchmarks/detectors_bench.py "
-              f"--budget {args.budget:g}` (per-run commands in `docs/benchmarks-detectors.json`).")
+              f"torch {torch.__version__}, {args.threads} torch thread(s) per run, load average at the end "
+              f"{load[0]:.1f} (other work shared the machine; see each run's `load_average`). Command: "
+              f"`python benchmarks/detectors_bench.py --budget {args.budget:g} --threads {args.threads}` (per-run "
+              f"commands and records in `docs/benchmarks-detectors.json` and `docs/bench-runs/`). Train time is "
+              f"capped by the budget for vae / ae (`stopped by time_budget`).")
     replace_section(DOCS / "benchmarks.md", "paper-000 detectors",
                     header + "\n\n" + table(merged) + "\n")
 
