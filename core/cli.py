@@ -141,14 +141,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _open_window(path: str | Path | None, **kwargs: Any) -> int:
     """The window, where a display exists; the GUI package is imported only here (core stays Qt-free)."""
+    # After the demo (kwargs carry its model) a missing window is only a note; asked for directly, an error.
+    failed = 0 if kwargs else 2
     try:
         from inspector_gui.app import display_available, run_app
     except ImportError as exc:
         print(f"the window is not available ({exc}); the command line works without it", file=sys.stderr)
-        return 0 if path is not None and kwargs else 2
+        return failed
     if not display_available():
         print("no display found (DISPLAY / WAYLAND_DISPLAY unset): not opening the window", file=sys.stderr)
-        return 0 if kwargs else 2
+        return failed
     return run_app(path, **kwargs)
 
 

@@ -375,8 +375,6 @@ class MainWindow(QMainWindow):
         except Exception as exc:  # a run that did not score this image, or a damaged map
             self.statusBar().showMessage(str(exc))
             return None, None
-        if not run.ranges:
-            run.ranges = {}
         p = run.params
         size = p.get("image_size")
         geometry = MapGeometry((size, size) if size else tuple(shape), tuple(shape), int(p.get("patch_size", 1)),
