@@ -11,32 +11,34 @@ Why it looks like this (details in docs/store-format.md):
   which file is busy. Read-only opens take a shared lock, or read without a lock if a writer holds it.
 - All I/O goes through one Store object guarded by a re-entrant lock, so the GUI can own it from a worker
   thread and the main thread can still ask for a label.
+
+Layout: this module opens, closes, locks and commits the store and manages its images; the label and
+audit-log methods are in core/store_labels.py and the model runs and thresholds in core/store_runs.py,
+as mixins of Store (one class, one lock, one file handle: they are split only to keep each file readable).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
 
 import h5py
 import numpy as np
 
+from core.store_labels import LABEL_SOURCES, LabelsMixin
+from core.store_locking import _locked, _writer
 from core.store_migrations import MigrationContext, detect_version, migrate_file, migrate_in_place
+from core.store_runs import RunsMixin
 from core.store_schema import (
     IMAGE_SUFFIXES,
     LABELS,
     SCHEMA_VERSION,
-    SOURCES,
     SPLITS,
-    THRESHOLD_COLUMNS,
     AddImagesResult,
     AuditEntry,
     ImageRecord,
@@ -54,7 +56,6 @@ from core.store_schema import (
     UnknownImageError,
     UnknownRunError,
     acquire_lock,
-    check_component,
     create_layout,
     current_user,
     fcntl,
@@ -64,14 +65,22 @@ from core.store_schema import (
     get_text_attr,
     h5open,
     image_columns,
-    read_text_dataset,
     release_lock,
     set_text_attr,
-    to_json,
     utc_now,
-    write_maps,
-    write_text_dataset,
 )
+
+# isort: split
+# Re-exported: core.store used to define or import these itself, before the run methods moved to
+# core/store_runs.py and the decorators to core/store_locking.py; `from core.store import ...` keeps working.
+from core.store_locking import _T as _T
+from core.store_schema import SOURCES as SOURCES
+from core.store_schema import THRESHOLD_COLUMNS as THRESHOLD_COLUMNS
+from core.store_schema import check_component as check_component
+from core.store_schema import read_text_dataset as read_text_dataset
+from core.store_schema import to_json as to_json
+from core.store_schema import write_maps as write_maps
+from core.store_schema import write_text_dataset as write_text_dataset
 
 __all__ = [
     "AddImagesResult", "AuditEntry", "ImageRecord", "ImportResult", "LabelRecord", "ReplayState", "RunInfo",
@@ -80,31 +89,6 @@ __all__ = [
 ]
 
 LABEL_NAMES = LABELS
-LABEL_SOURCES = SOURCES[1:]  # "human", "import", "model"
-
-
-_T = TypeVar("_T", bound=Callable[..., Any])
-
-
-def _locked(method: _T) -> _T:
-    @wraps(method)
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            if self._f is None:
-                raise StoreError(f"{self.path}: store is closed")
-            return method(self, *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _writer(method: _T) -> _T:
-    @wraps(method)
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
-        if self.readonly:
-            raise StoreError(f"{self.path}: opened read-only; open it for writing to change it")
-        return method(self, *args, **kwargs)
-
-    return _locked(wrapper)  # type: ignore[return-value]
 
 
 def _norm(path: str | Path) -> str:
@@ -112,7 +96,7 @@ def _norm(path: str | Path) -> str:
     return os.path.normpath(os.path.abspath(os.fspath(path)))
 
 
-class Store:
+class Store(LabelsMixin, RunsMixin):
     """One open review project. Create with Store.create, open with Store.open; use as a context manager.
 
     Images are addressed by id (row number, stable forever: images are never deleted) or by path.
@@ -305,45 +289,6 @@ class Store:
         self._reconcile()
         self.root = self._resolve_root(self._explicit_root)
 
-    def _reconcile(self) -> None:
-        """Current labels come from replaying the audit log (the truth); the label tables are checked
-        against it and repaired when a writer was killed after writing a table row but before counting
-        its log entry (or inside add_images, before the tables were extended)."""
-        n = len(self._paths)
-        state, seqs = self._replay_with_seq(None)
-        self._label_cache = [state.labels.get(i, LabelRecord(i)) for i in range(n)]
-        self._model_cache = [state.model_labels.get(i, LabelRecord(i)) for i in range(n)]
-        self._seq = {"labels": [seqs[0].get(i, -1) for i in range(n)],
-                     "model_labels": [seqs[1].get(i, -1) for i in range(n)]}
-        repaired: set[int] = set()
-        bad_tables = []
-        for name, table, cache in (("labels", self._labels, self._label_cache),
-                                   ("model_labels", self._model, self._model_cache)):
-            want = self._label_rows(name, cache, range(n))
-            try:
-                have = table.read_all(0, n)
-            except OSError:  # unreadable chunk: rebuild the whole table from the log
-                have = {k: np.zeros(0) for k in want}
-            m = len(have["seq"])
-            diff = [i for i in range(m) if (have["label"][i], have["source"][i], have["seq"][i])
-                    != (want["label"][i], want["source"][i], want["seq"][i])]
-            repaired.update(diff)
-            if diff or m < n:
-                bad_tables.append((table, cache, name))
-        self.repaired_images = sorted(repaired)
-        if self.readonly or not bad_tables:
-            return
-        for table, cache, name in bad_tables:
-            table.write(0, self._label_rows(name, cache, range(n)))
-        self._commit([(table, n) for table, _, _ in bad_tables])
-
-    def _label_rows(self, name: str, cache: Sequence[LabelRecord] | dict[int, LabelRecord],
-                    ids: Iterable[int]) -> dict[str, list[int]]:
-        ids = list(ids)
-        return {"label": [LABELS.index(cache[i].label) for i in ids],
-                "source": [SOURCES.index(cache[i].source) for i in ids],
-                "seq": [self._seq[name][i] for i in ids]}
-
     def _resolve_root(self, explicit: str | Path | None) -> Path:
         assert self._f is not None
         if explicit is not None:
@@ -355,13 +300,6 @@ class Store:
             if c.is_dir():
                 return c
         return candidates[0] if candidates else Path(_norm(self.path.parent))
-
-    def _cleanup_incomplete_runs(self) -> None:
-        leftovers = [k for k in self._runs if k.startswith(".incomplete-")]
-        for k in leftovers:
-            del self._runs[k]
-        if leftovers:
-            self._commit()
 
     # ------------------------------------------------------------------ project root and images
     @_writer
@@ -611,335 +549,6 @@ class Store:
         return result
 
     # ------------------------------------------------------------------ labels
-    @_writer
-    def set_label(self, image: int | str | Path, label: str, *, defect_type: str | None = None,
-                  note: str | None = None, source: str = "human", run_id: str | None = None) -> LabelRecord:
-        """Set one label; when this returns the change and its audit entry are on disk (flush + fsync).
-
-        source "human"/"import" change the review label; "model" changes the separate model verdict, so
-        a model never overwrites a person's decision. defect_type is only for defect/suspicious (None
-        means none); note=None keeps the current note. Setting the same values again writes nothing.
-        """
-        return self.set_labels([(image, label, defect_type, note)], source=source, run_id=run_id)[0]
-
-    @_writer
-    def set_labels(self, items: Sequence[tuple[int | str | Path, str, str | None, str | None]], *,
-                   source: str = "human", run_id: str | None = None) -> list[LabelRecord]:
-        """Many labels with one commit (imports, bulk actions): (image, label, defect_type, note) each."""
-        if source not in LABEL_SOURCES:
-            raise ValueError(f"source must be one of {LABEL_SOURCES}, not {source!r}")
-        if run_id is not None:
-            self._run_group(run_id)
-        cache = self._model_cache if source == "model" else self._label_cache
-        now, staged = utc_now(), {}
-        out: list[LabelRecord] = []
-        audit_rows: list[tuple[LabelRecord, LabelRecord]] = []
-        for image, label, defect_type, note in items:
-            i = self._image_index(image)
-            old = staged.get(i, cache[i])
-            if label not in LABELS:
-                raise ValueError(f"label must be one of {LABELS}, not {label!r}")
-            defect = (defect_type or "").strip()
-            if "\x00" in defect or (note is not None and "\x00" in note):
-                raise ValueError("defect type and note cannot contain NUL characters (HDF5 strings end there)")
-            if defect and label not in ("defect", "suspicious"):
-                raise ValueError(f"a {label!r} image has no defect type (got {defect_type!r})")
-            new_note = old.note if note is None else note
-            if (old.label, old.defect_type, old.note) == (label, defect, new_note):
-                out.append(old)
-                continue
-            new = LabelRecord(i, label, defect, new_note, source, self.user, now, run_id or "")
-            staged[i] = new
-            out.append(new)
-            audit_rows.append((old, new))
-        self._write_changes(source == "model", staged, audit_rows)
-        return out
-
-    def _write_changes(self, model: bool, staged: dict[int, LabelRecord],
-                       audit_rows: list[tuple[LabelRecord, LabelRecord]]) -> None:
-        """Log rows and table rows, flush, then count the log rows, flush + fsync (see Table)."""
-        if not staged:
-            return
-        name = "model_labels" if model else "labels"
-        table = self._model if model else self._labels
-        cache = self._model_cache if model else self._label_cache
-        start = self._audit.n_rows
-        new_seq = {n.image_id: start + k for k, (_, n) in enumerate(audit_rows)}
-        old_seq = {i: self._seq[name][i] for i in staged}
-        try:
-            self._audit.write(start, {
-                "time": [n.time.encode() for _, n in audit_rows], "who": [n.who for _, n in audit_rows],
-                "source": [SOURCES.index(n.source) for _, n in audit_rows],
-                "image": [n.image_id for _, n in audit_rows],
-                "old_label": [LABELS.index(o.label) for o, _ in audit_rows],
-                "new_label": [LABELS.index(n.label) for _, n in audit_rows],
-                "old_defect_type": [o.defect_type for o, _ in audit_rows],
-                "new_defect_type": [n.defect_type for _, n in audit_rows],
-                "old_note": [o.note for o, _ in audit_rows], "new_note": [n.note for _, n in audit_rows],
-                "run": [n.run for _, n in audit_rows]})
-            for i, seq in new_seq.items():
-                self._seq[name][i] = seq
-            merged = {i: staged[i] for i in staged}
-            if len(staged) > 64:  # whole table: thousands of single-row writes are slow
-                table.write(0, self._label_rows(name, [merged.get(i, c) for i, c in enumerate(cache)],
-                                                range(len(cache))))
-            else:
-                for i in sorted(staged):
-                    table.write(i, self._label_rows(name, {i: staged[i]}, [i]))
-            self._commit([(self._audit, start + len(audit_rows))])
-        except (OSError, ValueError) as exc:
-            self._text.rollback()
-            for i, seq in old_seq.items():
-                self._seq[name][i] = seq
-            for i in staged:  # best effort: put the table rows back to what the log says
-                try:
-                    table.write(i, self._label_rows(name, cache, [i]))
-                except (OSError, ValueError):
-                    break
-            raise StoreError(f"{self.path}: could not save labels ({exc})") from exc
-        for i, rec in staged.items():
-            cache[i] = rec
-
-    @_locked
-    def label(self, image: int | str | Path) -> LabelRecord:
-        """Current review label (human or import)."""
-        return self._label_cache[self._image_index(image)]
-
-    @_locked
-    def labels(self) -> list[LabelRecord]:
-        return list(self._label_cache)
-
-    @_locked
-    def model_label(self, image: int | str | Path) -> LabelRecord:
-        """Latest model verdict, kept apart from the review label."""
-        return self._model_cache[self._image_index(image)]
-
-    @_locked
-    def model_labels(self) -> list[LabelRecord]:
-        return list(self._model_cache)
-
-    @_locked
-    def history(self, image: int | str | Path | None = None, *, source: str | None = None) -> list[AuditEntry]:
-        """The audit log, oldest first, optionally for one image and/or one source."""
-        entries = self._read_audit()
-        if image is not None:
-            i = self._image_index(image)
-            entries = [e for e in entries if e.image_id == i]
-        if source is not None:
-            entries = [e for e in entries if e.source == source]
-        return entries
-
-    @_locked
-    def replay(self, until: int | str | None = None) -> ReplayState:
-        """Labels as they were after the first `until` log entries (int) or at UTC time `until` (ISO
-        string, inclusive); None replays everything and equals the current labels."""
-        return self._replay(until)
-
-    def _read_audit(self) -> list[AuditEntry]:
-        t = self._audit
-        cols = t.read_all()
-        try:
-            return [AuditEntry(k, cols["time"][k], cols["who"][k], SOURCES[cols["source"][k]], int(cols["image"][k]),
-                               LABELS[cols["old_label"][k]], LABELS[cols["new_label"][k]],
-                               cols["old_defect_type"][k], cols["new_defect_type"][k], cols["old_note"][k],
-                               cols["new_note"][k], cols["run"][k]) for k in range(len(cols["image"]))]
-        except IndexError as exc:
-            raise StoreCorruptError(f"{self.path}: audit log holds an unknown label or source code") from exc
-
-    def _replay(self, until: int | str | None) -> ReplayState:
-        return self._replay_with_seq(until)[0]
-
-    def _replay_with_seq(self, until: int | str | None) -> tuple[ReplayState, tuple[dict[int, int], dict[int, int]]]:
-        entries = self._read_audit()
-        if isinstance(until, int):
-            entries = entries[:until]
-        elif isinstance(until, str):
-            entries = [e for e in entries if e.time <= until]
-        review: dict[int, LabelRecord] = {}
-        model: dict[int, LabelRecord] = {}
-        review_seq: dict[int, int] = {}
-        model_seq: dict[int, int] = {}
-        for e in entries:
-            if not 0 <= e.image_id < len(self._paths):
-                raise StoreCorruptError(f"{self.path}: audit entry {e.seq} names image {e.image_id}, "
-                                        f"which the store does not hold")
-            track, seqs = (model, model_seq) if e.source == "model" else (review, review_seq)
-            track[e.image_id] = LabelRecord(e.image_id, e.new_label, e.new_defect_type, e.new_note, e.source,
-                                            e.who, e.time, e.run)
-            seqs[e.image_id] = e.seq
-        return ReplayState(review, model), (review_seq, model_seq)
-
-    # ------------------------------------------------------------------ model runs
-    @_writer
-    def add_run(self, detector: str, params: dict, metadata: dict, image_paths: Sequence[str | Path],
-                scores: dict[str, np.ndarray], default_component: str,
-                maps: dict[str, list[np.ndarray | None]] | None = None) -> str:
-        """Store one scoring run; returns its id ("run-0001", ...).
-
-        scores[component] holds one score per image_paths entry. maps[component][k] is image k's 2-D map on
-        its patch grid (shapes may differ); maps are stored as float16 normalised per map (see
-        docs/store-format.md), gzip-compressed, one chunk per image. Everything is validated before
-        anything is written; the run appears atomically (written under a hidden name, then renamed).
-        """
-        ids = np.array([self._image_index(p) for p in image_paths], dtype=np.int64)
-        n = len(ids)
-        if len(set(ids.tolist())) != n:
-            raise ValueError("image_paths lists an image twice")
-        if not scores:
-            raise ValueError("a run needs at least one score component")
-        score_arrays = {}
-        for comp, vals in scores.items():
-            check_component(comp)
-            arr = np.asarray(vals, dtype=np.float64).reshape(-1)
-            if arr.shape[0] != n:
-                raise ValueError(f"scores[{comp!r}] has {arr.shape[0]} values for {n} images")
-            score_arrays[comp] = arr
-        if default_component not in score_arrays:
-            raise ValueError(f"default component {default_component!r} is not among {sorted(score_arrays)}")
-        map_lists = {}
-        for comp, items in (maps or {}).items():
-            check_component(comp)
-            if len(items) != n:
-                raise ValueError(f"maps[{comp!r}] has {len(items)} maps for {n} images")
-            arrs = [None if m is None else np.asarray(m, dtype=np.float32) for m in items]
-            if any(a is not None and a.ndim != 2 for a in arrs):
-                raise ValueError(f"maps[{comp!r}] must hold 2-D arrays")
-            map_lists[comp] = arrs
-        params_json = to_json(params, "params")
-        meta_json = to_json(metadata, "metadata")
-        number = max([int(self._runs.attrs.get("next_run", 1))]
-                     + [int(k.rsplit("-", 1)[1]) + 1 for k in self._runs if k.rsplit("-", 1)[-1].isdigit()])
-        run_id = f"run-{number:04d}"
-        hidden = f".incomplete-{run_id}"
-        try:
-            g = self._runs.create_group(hidden)
-            for key, value in (("detector", detector), ("created", utc_now()), ("who", self.user),
-                               ("default_component", default_component),
-                               ("components", to_json(list(score_arrays), "components")),
-                               ("map_components", to_json(list(map_lists), "map components"))):
-                set_text_attr(g, key, value)
-            write_text_dataset(g, "params_json", params_json)
-            write_text_dataset(g, "metadata_json", meta_json)
-            g.create_dataset("image_ids", data=ids)
-            sg = g.create_group("scores")
-            for comp, arr in score_arrays.items():
-                sg.create_dataset(comp, data=arr)
-            mg = g.create_group("maps")
-            for comp, arrs in map_lists.items():
-                write_maps(mg.create_group(comp), arrs)
-            Table.create(g, "thresholds", THRESHOLD_COLUMNS, self._text)
-            assert self._f is not None
-            self._f.flush()  # the whole run is in the file before it gets its visible name
-            self._runs.move(hidden, run_id)
-            self._runs.attrs["next_run"] = number + 1
-            self._commit()
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"{self.path}: could not save run ({exc})") from exc
-        return run_id
-
-    def _run_group(self, run_id: str) -> h5py.Group:
-        if not isinstance(run_id, str) or run_id.startswith(".") or "/" in run_id or run_id not in self._runs:
-            raise UnknownRunError(f"{self.path}: no run {run_id!r}")
-        return self._runs[run_id]
-
-    @_locked
-    def list_runs(self) -> list[RunInfo]:
-        """Runs in creation order."""
-        names = sorted((k for k in self._runs if not k.startswith(".")), key=lambda k: int(k.rsplit("-", 1)[1]))
-        return [self._run_info(k) for k in names]
-
-    @_locked
-    def run_info(self, run_id: str) -> RunInfo:
-        return self._run_info(run_id)
-
-    @_locked
-    def latest_run(self) -> str | None:
-        runs = self.list_runs()
-        return runs[-1].run_id if runs else None
-
-    def _run_info(self, run_id: str) -> RunInfo:
-        g = self._run_group(run_id)
-        a = {k: get_text_attr(g, k) for k in ("detector", "created", "who", "default_component", "components",
-                                               "map_components")}
-        return RunInfo(run_id, a["detector"], json.loads(read_text_dataset(g, "params_json")),
-                       json.loads(read_text_dataset(g, "metadata_json")), a["created"], a["who"],
-                       a["default_component"], tuple(json.loads(a["components"])),
-                       tuple(json.loads(a["map_components"])), int(g["image_ids"].shape[0]))
-
-    @_locked
-    def run_image_ids(self, run_id: str) -> np.ndarray:
-        return self._run_group(run_id)["image_ids"][()]
-
-    @_locked
-    def run_scores(self, run_id: str) -> dict[str, np.ndarray]:
-        """Every component's scores, aligned with run_image_ids(run_id)."""
-        g = self._run_group(run_id)["scores"]
-        return {comp: g[comp][()] for comp in g}
-
-    @_locked
-    def scores(self, run_id: str, component: str | None = None) -> np.ndarray:
-        """One component (default: the run's default) aligned to image ids: index = image id, NaN for
-        images the run did not score."""
-        g = self._run_group(run_id)
-        comp = component or get_text_attr(g, "default_component")
-        if comp not in g["scores"]:
-            raise StoreError(f"{self.path}: run {run_id} has no score component {comp!r}")
-        out = np.full(len(self._paths), np.nan)
-        out[g["image_ids"][()]] = g["scores"][comp][()]
-        return out
-
-    @_locked
-    def maps(self, run_id: str, image: int | str | Path, component: str | None = None) -> dict[str, np.ndarray]:
-        """Maps of one image in a run as float32, {component: 2-D array}; {} if the run stored none."""
-        g = self._run_group(run_id)
-        i = self._image_index(image)
-        if run_id not in self._run_rows:  # runs never change once written: index them once
-            self._run_rows[run_id] = {int(v): k for k, v in enumerate(g["image_ids"][()])}
-        k = self._run_rows[run_id].get(i)
-        if k is None:
-            raise StoreError(f"{self.path}: run {run_id} did not score image {self._paths[i]}")
-        comps = [component] if component is not None else list(g["maps"])
-        out = {}
-        for comp in comps:
-            if comp not in g["maps"]:
-                raise StoreError(f"{self.path}: run {run_id} has no maps for component {comp!r}")
-            mg = g["maps"][comp]
-            h, w = (int(v) for v in mg["shape"][k])
-            out[comp] = mg["data"][k, :h, :w].astype(np.float32) * np.float32(mg["scale"][k])
-        return out
-
-    # ------------------------------------------------------------------ thresholds
-    @_writer
-    def set_threshold(self, run_id: str, t1: float, t2: float, method: str = "manual") -> ThresholdRecord:
-        """Record the thresholds of a run; the latest record is current, older ones stay as history."""
-        g = self._run_group(run_id)
-        t1, t2 = float(t1), float(t2)
-        if not (np.isfinite(t1) and np.isfinite(t2)) or t1 > t2:
-            raise ValueError(f"thresholds need finite T1 <= T2, got T1={t1}, T2={t2}")
-        rec = ThresholdRecord(run_id, t1, t2, method or "manual", self.user, utc_now())
-        table = Table(g["thresholds"], self._text)
-        n = table.n_rows
-        try:
-            table.write(n, {"t1": [t1], "t2": [t2], "method": [rec.method], "who": [rec.who],
-                            "time": [rec.time.encode()]})
-            self._commit([(table, n + 1)])
-        except (OSError, ValueError) as exc:
-            self._text.rollback()
-            raise StoreError(f"{self.path}: could not save threshold ({exc})") from exc
-        return rec
-
-    @_locked
-    def threshold_history(self, run_id: str) -> list[ThresholdRecord]:
-        t = Table(self._run_group(run_id)["thresholds"], self._text)
-        c = t.read_all()
-        return [ThresholdRecord(run_id, float(c["t1"][k]), float(c["t2"][k]), c["method"][k], c["who"][k],
-                                c["time"][k]) for k in range(len(c["t1"]))]
-
-    @_locked
-    def threshold(self, run_id: str) -> ThresholdRecord | None:
-        history = self.threshold_history(run_id)
-        return history[-1] if history else None
-
     # ------------------------------------------------------------------ checks
     def verify_images(self) -> list[tuple[int, str, str]]:
         """Images whose file is missing or changed since it was added: (id, path, problem). Lets the GUI
