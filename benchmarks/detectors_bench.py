@@ -65,8 +65,10 @@ def categories(names: list[str] | None) -> dict[str, Path]:
     return {k: v for k, v in found.items() if not names or k in names}
 
 
-def run_one(cat: str, path: Path, det: str, budget: float, threads: int) -> dict:
-    settings = (DEMO if cat == "demo" else SETTINGS)[det]
+def run_one(cat: str, path: Path, det: str, budget: float, threads: int, stride: int | None = None) -> dict:
+    settings = dict((DEMO if cat == "demo" else SETTINGS)[det])
+    if stride and cat != "demo":
+        settings["stride"] = stride
     report = DOCS / "bench-runs" / f"{cat}-{det}.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     argv = ["evaluate", str(path), "-d", det, "--report", str(report)]
@@ -115,6 +117,7 @@ def main() -> None:
     ap.add_argument("--detectors", nargs="*", default=["vae", "ae", "gmm", "iforest"])
     ap.add_argument("--budget", type=float, default=300, help="training seconds for vae / ae per category")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--stride", type=int, help="scoring stride on the real categories (default: the paper's 16)")
     ap.add_argument("--collect", action="store_true",
                     help="run nothing: rebuild the docs from the per-run records in docs/bench-runs/")
     args = ap.parse_args()
@@ -126,7 +129,7 @@ def main() -> None:
     for cat, path in ({} if args.collect else categories(args.categories)).items():
         for det in args.detectors:
             print(f"{cat} / {det} ...", flush=True)
-            r = run_one(cat, path, det, args.budget, args.threads)
+            r = run_one(cat, path, det, args.budget, args.threads, args.stride)
             print(json.dumps({k: r.get(k) for k in ("image_auroc", "train_seconds", "score_images_per_second",
                                                     "peak_rss_mb", "error")}), flush=True)
             results.append(r)
