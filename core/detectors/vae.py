@@ -83,7 +83,7 @@ class PatchVAE(TorchPatchDetector):
 
     @torch.inference_mode()
     def patch_scores(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = patches.to(self.device)
+        x = self.scoring_input(patches)
         mu_z, log_var_z = self.net.encode(x)
         mu_x, log_var_x = self.net.decode(mu_z)  # MAP latent, no sampling
         return elbo_terms(x, mu_z, log_var_z, mu_x, log_var_x)
@@ -109,5 +109,5 @@ class PatchAE(TorchPatchDetector):
 
     @torch.inference_mode()
     def patch_scores(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = patches.to(self.device)
+        x = self.scoring_input(patches)
         return {"score": (self.net(x) - x).pow(2).flatten(1).mean(dim=1)}
