@@ -93,6 +93,8 @@ class HistogramView(pg.PlotWidget):
         self.band.setVisible(band)
         if band:
             self.band.setRegion((t1, t2))
+            # pyqtgraph skips label updates of hidden lines: refresh the text now that T2 is shown.
+            self.t2_line.label.valueChanged()
 
 
 class RocView(pg.PlotWidget):

@@ -236,3 +236,10 @@ def test_screenshot_is_non_trivial(panel, tmp_path):
     rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in colours])
     assert np.any((rgb[:, 1] > 120) & (rgb[:, 0] < 100) & (rgb[:, 2] < 100))  # green (good)
     assert np.any((rgb[:, 0] > 180) & (rgb[:, 1] < 80) & (rgb[:, 2] < 80))  # red (defect / ROC)
+
+
+def test_t2_line_label_shows_the_value_once_the_band_is_turned_on(panel):
+    m = panel.model
+    m.set_review_band(True)
+    QApplication.processEvents()
+    assert panel.histogram.t2_line.label.textItem.toPlainText() == f"T2 {m.t2:.4g}"
