@@ -78,6 +78,7 @@ class MainWindow(QMainWindow):
         self._connect_service()
         self.restoreGeometry(self.settings.value("window/geometry", b""))
         self.restoreState(self.settings.value("window/state", b""))
+        self._restore_viewer_settings()
 
     # ================================================================== construction
     def _build_widgets(self) -> None:
@@ -167,6 +168,19 @@ class MainWindow(QMainWindow):
         self.service.runSaved.connect(self._on_run_saved)
         self.service.thresholdSaved.connect(self._on_threshold_saved)
         self.service.failed.connect(self._on_store_failed)
+
+    def _restore_viewer_settings(self) -> None:
+        """Colour map, overlay opacity and normalisation as the user last left them (bad values: defaults)."""
+        for key, setter, convert in (("viewer/colormap", self.viewer.set_colormap, str),
+                                     ("viewer/opacity", self.viewer.set_opacity, float),
+                                     ("viewer/normalization", self.viewer.set_normalization, str)):
+            value = self.settings.value(key)
+            if value is None:
+                continue
+            try:
+                setter(convert(value))
+            except (ValueError, TypeError):
+                pass  # a settings file from another version: keep the default
 
     # ================================================================== opening
     @Slot()
@@ -512,6 +526,9 @@ class MainWindow(QMainWindow):
             self.job.cancel()
             self.job.wait(10000)
         self.gallery.model.shutdown()
+        self.settings.setValue("viewer/colormap", self.viewer.colormap())
+        self.settings.setValue("viewer/opacity", self.viewer.opacity())
+        self.settings.setValue("viewer/normalization", self.viewer.normalization())
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.service.shutdown()

@@ -141,3 +141,18 @@ def test_corrupt_image_in_the_folder_is_reported_not_fatal(qtbot, tmp_path, tiny
     train_tiny(qtbot, win)  # the rest of the folder trains and scores
     assert np.isfinite(win.gallery.model.scores()).sum() == 22
     win.close()
+
+
+def test_viewer_preferences_persist_in_settings(qtbot, tmp_path):
+    from inspector_gui.main_window import MainWindow
+
+    settings = QSettings(str(tmp_path / "prefs.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(settings)
+    qtbot.addWidget(win)
+    win.viewer.set_colormap("viridis")
+    win.viewer.set_opacity(0.3)
+    win.close()
+    again = MainWindow(QSettings(str(tmp_path / "prefs.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(again)
+    assert again.viewer.colormap() == "viridis" and again.viewer.opacity() == pytest.approx(0.3, abs=0.01)
+    again.close()
