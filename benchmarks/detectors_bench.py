@@ -95,11 +95,11 @@ def run_one(cat: str, path: Path, det: str, budget: float, threads: int, stride:
 
 def table(results: list[dict]) -> str:
     lines = ["| category | detector | image AUROC (per component) | AUPR (default) | pixel AUROC (default) | "
-             "train s (stopped by) | test img/s | peak MB | paper 000 (other data) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "train s (stopped by) | stride | test img/s | peak MB | paper 000 (other data) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['category']} | {r['detector']} | error: {r['error']} | | | | | | |")
+            lines.append(f"| {r['category']} | {r['detector']} | error: {r['error']} | | | | | | | |")
             continue
         d = r["default_component"]
         auroc = ", ".join(f"{k} {v:.3f}" for k, v in r["image_auroc"].items())
@@ -107,7 +107,8 @@ def table(results: list[dict]) -> str:
         lines.append(
             f"| {r['category']} | {r['detector']} | {auroc} | {r['image_aupr'][d]:.3f} | "
             f"{'-' if pix is None else f'{pix:.3f}'} | {r['train_seconds']:.0f} ({r['stopped_by']}) | "
-            f"{r['score_images_per_second']:.1f} | {r['peak_rss_mb']} | {PAPER.get(r['detector'], '')} |")
+            f"{r['params'].get('stride', '-')} | {r['score_images_per_second']:.1f} | {r['peak_rss_mb']} | "
+            f"{PAPER.get(r['detector'], '')} |")
     return "\n".join(lines)
 
 

@@ -77,7 +77,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--no-freeze", action="store_true", help="only the run without gc.freeze()")
+    ap.add_argument("--torch-threads", type=int,
+                    help="torch threads for the worker (default: as the window, one core left to the UI)")
     args = ap.parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    else:
+        from inspector_gui.app import reserve_ui_core
+
+        reserve_ui_core()  # what the window does
     runs = [measure(args.epochs, False)]
     if not args.no_freeze:
         runs.append(measure(args.epochs, True))
