@@ -89,17 +89,24 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    _run_evaluation(args.data, args.detector, _settings(args), args, "evaluate")
+    return 0
+
+
+def _run_evaluation(data: str | Path, name: str, settings: dict[str, Any], args: argparse.Namespace,
+                    label: str) -> tuple[dict[str, Any], Any]:
+    """evaluate + optional report and model files + the printed table (the evaluate and demo verbs)."""
     from core.evaluate import evaluate
 
-    with TextProgress("evaluate") as bar:
-        report, detector, _, _ = evaluate(args.data, args.detector, _settings(args), progress=bar, log=_log)
+    with TextProgress(label) as bar:
+        report, detector, _, _ = evaluate(data, name, settings, progress=bar, log=_log)
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(report, indent=2))
     if args.out:
         detector.save(args.out)
     print_summary(report)
-    return 0
+    return report, detector
 
 
 def print_summary(report: dict[str, Any]) -> None:
@@ -120,17 +127,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     root = demo_dataset(args.data)
     print(f"demo data: {root}  (synthetic machined parts, defects: scratch, blowhole, erased)")
-    args.data, args.detector = str(root), DEMO_DETECTOR
     settings = {**DEMO_SETTINGS, **parse_settings(DEMO_DETECTOR, args.set or [])}
-    from core.evaluate import evaluate
-
-    with TextProgress("demo") as bar:
-        report, detector, _, _ = evaluate(root, DEMO_DETECTOR, settings, progress=bar, log=_log)
-    if args.report:
-        Path(args.report).write_text(json.dumps(report, indent=2))
-    if args.out:
-        detector.save(args.out)
-    print_summary(report)
+    report, detector = _run_evaluation(root, DEMO_DETECTOR, settings, args, "demo")
     a = report["image_auroc"]
     print(f"unregularized score M vs ordinary score L: AUROC {a['M']:.3f} vs {a['L']:.3f} (paper 000's claim: "
           f"M is robust to heterogeneous complexity)")

@@ -83,14 +83,14 @@ def measure(result: ScoreResult, items: Sequence[ImageItem]) -> dict[str, Any]:
         out["image_aupr"][name] = round(metrics.aupr(labels, scores), 4)
         f1, thr = metrics.f1_max(labels, scores)
         out["f1_max"][name], out["f1_max_threshold"][name] = round(f1, 4), thr
-    masks, keep = _masks(items)
+    masks = _masks(items)
     if masks and result.maps:
         # Pixel metrics on masks at most PIXEL_EVAL_SIDE px on the longer side: a few hundred large images
         # would otherwise mean sorting 10^8 pixels per component for no change in the first decimals.
         masks = [_shrink_mask(m) for m in masks]
         out["pixel_auroc"], out["pixel_pro"] = {}, {}
         for name, maps in result.maps.items():
-            dense = [pixel_map(maps[i], result.geometry[i]) for i in keep]
+            dense = [pixel_map(m, g) for m, g in zip(maps, result.geometry, strict=True)]
             dense = [_fit_to(d, m.shape) for d, m in zip(dense, masks, strict=True)]
             out["pixel_auroc"][name] = round(metrics.pixel_auroc(masks, dense), 4)
             out["pixel_pro"][name] = round(metrics.pro_score(masks, dense), 4)
@@ -115,18 +115,18 @@ def _fit_to(dense: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cv2.resize(dense, (shape[1], shape[0]), interpolation=interp)
 
 
-def _masks(items: Sequence[ImageItem]) -> tuple[list[np.ndarray], list[int]]:
+def _masks(items: Sequence[ImageItem]) -> list[np.ndarray]:
     """Masks for every test image (good ones: empty) — only if every defect image has one."""
     defects = [it for it in items if it.label == "defect"]
     if not defects or any(it.mask_path is None for it in defects):
-        return [], []
+        return []
     masks = []
     for it in items:
         if it.mask_path:
             masks.append(decode_mask(it.mask_path))
         else:
             masks.append(np.zeros(decode_image(it.path).shape[:2], bool))
-    return masks, list(range(len(items)))
+    return masks
 
 
 def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 
@@ -155,9 +156,6 @@ def pro_score(masks: list[np.ndarray], maps: list[np.ndarray], max_fpr: float = 
     FPR on defect-free pixels. Regions are labelled once with OpenCV; thresholds are evaluated in one
     vectorised pass per image via sorted scores.
     """
-    import cv2
-
-    thresholds = None
     all_scores = np.concatenate([np.asarray(a, np.float64).ravel() for a in maps])
     thresholds = np.quantile(all_scores, np.linspace(1.0, 0.0, n_thresholds))
     overlaps_sum = np.zeros(n_thresholds)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import core
-from core.detectors.base import Detector, DetectorError
+from core.detectors.base import Detector, DetectorError, FitReport
 
 FORMAT = "anomaly-inspector-model"
 FORMAT_VERSION = 1
@@ -89,8 +89,6 @@ def load_detector(path: str | Path) -> Detector:
         detector._load_state(state)
     except (RuntimeError, KeyError, ValueError) as exc:
         raise DetectorError(f"{path}: the weights do not fit the {cls.name} detector ({exc})") from None
-    from core.detectors.base import FitReport
-
     if meta.get("fit_report"):
         detector.fit_report = FitReport(**meta["fit_report"])
     detector.fitted = True

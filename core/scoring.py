@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import cv2
 import numpy as np
 import torch
 
@@ -86,8 +87,6 @@ def score_sliding_windows(
 def pixel_map(grid: np.ndarray, geometry: MapGeometry, reduce: str = "mean") -> np.ndarray:
     """A map on the original image's pixels: patch values spread over the pixels each patch covers
     (mean of the covering patches), then scaled from the processed to the original image size."""
-    import cv2
-
     if geometry.patch == 1 and geometry.stride == 1:
         dense = np.asarray(grid, np.float32)
     else:

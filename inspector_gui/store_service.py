@@ -8,7 +8,6 @@ with the store's own message (which names the file), and the next request is ser
 
 from __future__ import annotations
 
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +81,7 @@ class StoreService(QObject):
                                         {k: np.asarray(v) for k, v in scores.items()}, default_component, maps)
             self.runSaved.emit(run_id)
         except (StoreError, OSError, ValueError) as exc:
-            self.failed.emit(f"scores not saved: {exc}\n{traceback.format_exc(limit=2)}")
+            self.failed.emit(f"scores not saved: {exc}")
 
     @Slot(str, float, float, str)
     def set_threshold(self, run_id: str, t1: float, t2: float, method: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -158,8 +159,6 @@ def demo_dataset(root: str | Path | None = None, spec: DemoSpec = DemoSpec()) ->
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
     generate(tmp, spec)
     if root.exists():
-        import shutil
-
         shutil.rmtree(root)
     os.replace(tmp, root)
     return root
