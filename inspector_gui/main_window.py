@@ -239,7 +239,8 @@ class MainWindow(QMainWindow):
             full = np.full(self.store.n_images, np.nan)
             full[ids] = values
             comps[name] = full
-        self.run = RunView(run_id, info.detector, info.default_component, comps, params=info.params)
+        ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in info.metadata.get("map_ranges", {}).items()}
+        self.run = RunView(run_id, info.detector, info.default_component, comps, params=info.params, ranges=ranges)
         self._show_scores()
         rec = self.store.threshold(run_id)
         if rec:
@@ -312,13 +313,14 @@ class MainWindow(QMainWindow):
             paths.append(item.path)
             for k, v in result.components.items():
                 comps[k][image_id] = v[row]
-        self.run = RunView(None, det.name, result.default_component, comps, rows, outcome, det.params,
-                           shared_map_ranges(result.maps))
+        ranges = shared_map_ranges(result.maps)
+        self.run = RunView(None, det.name, result.default_component, comps, rows, outcome, det.params, ranges)
         self._show_scores()
         self._refresh_threshold_model()
         self.tabs.setCurrentWidget(self.threshold)
         if self.store is not None:
-            self.requestRun.emit(det.name, det.params, det.metadata, paths,
+            # The run's colour ranges go with it, so a run reopened from the store colours maps the same way.
+            self.requestRun.emit(det.name, det.params, {**det.metadata, "map_ranges": ranges}, paths,
                                  {k: np.asarray(v) for k, v in result.components.items()},
                                  result.default_component, dict(result.maps))
         if self.current_id is not None:

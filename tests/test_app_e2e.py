@@ -105,6 +105,8 @@ def test_open_train_threshold_label_undo_export(qtbot, window, tmp_path):
     assert (out / "good").is_dir() and any((out / "good").iterdir())
     assert (out / "manifest.csv").is_file()
     store_path = win.store.path
+    live_ranges = dict(win.run.ranges)
+    assert live_ranges and all(hi > lo for lo, hi in live_ranges.values())
 
     # -- close; every acknowledged label is on disk --------------------------------------------------------
     win.close()
@@ -112,6 +114,11 @@ def test_open_train_threshold_label_undo_export(qtbot, window, tmp_path):
         assert store.label(labeled[0]).label == "good" and store.label(labeled[1]).label == "defect"
         assert store.label(labeled[2]).label == previous
         assert store.threshold(store.latest_run()) is not None
+        # a reopened run colours its maps with the same shared ranges as the live one
+        stored_ranges = store.run_info(store.latest_run()).metadata["map_ranges"]
+        assert set(stored_ranges) == set(live_ranges)
+        for name, (lo, hi) in live_ranges.items():
+            assert stored_ranges[name] == pytest.approx([lo, hi])
 
 
 def test_cancel_training_from_the_panel(qtbot, window):
