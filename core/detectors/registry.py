@@ -29,6 +29,14 @@ def _load_builtins() -> None:
     register(PatchGMM)
     register(PatchIsolationForest, "isolation-forest")
 
+    from core.detectors.gmm_bic import PcaGmmBic
+    from core.detectors.kde import PcaKDE
+    from core.detectors.ocsvm import PcaOneClassSVM
+
+    register(PcaKDE)
+    register(PcaOneClassSVM, "oc-svm")
+    register(PcaGmmBic, "gmm-bic")
+
 
 def available() -> list[str]:
     _load_builtins()
