@@ -3,10 +3,12 @@
 Components 2..20 are fitted by EM and the one with the lowest BIC = -2 log L + p log n is kept.
 Covariances are full unless the samples are too few for them: with covariance "auto" full needs
 n >= 4 (d + 1) samples (2 (d + 1) per component for two components), else diagonal covariances are used
-(recorded in metadata). The component count is also capped so that each component has on average d + 1
-samples (full) or 2 (other types): a component on fewer points collapses onto them with a near-singular
-covariance whose likelihood is set by reg_covar, not by the data, and BIC then rewards the collapse (seen
-on 100 digits in 20 dims: BIC chose 12 full components and the held-out log-likelihood was -10^6).
+(recorded in metadata). The component count is also capped by the same ratio, 2 (d + 1) samples per full
+component on average (2 for the other types): a component on fewer points collapses onto them with a
+near-singular covariance whose likelihood is set by reg_covar, not by the data, and BIC then rewards the
+collapse (seen on 100 digits in 20 dims: uncapped, BIC chose 12 full components and the held-out
+log-likelihood was -10^6; capped at d + 1 samples per component it still chose the cap). On small training
+sets this leaves full covariances with few candidate counts (125 digits in 20 dims: k = 2 only).
 Score = -log p(x) under the whole mixture (`nll`, default); the split of paper 000 under the most likely
 component (L = D + A + M, see gmm.py) is kept as extra components.
 """
@@ -73,7 +75,7 @@ class PcaGmmBic(PcaBaselineDetector):
     def fit_model(self, feats: np.ndarray, seed: int, should_stop: StopFn) -> dict[str, Any]:
         n, d = feats.shape
         cov = self.covariance_type(n, d)
-        per_component = d + 1 if cov == "full" else 2  # samples a component needs on average
+        per_component = 2 * (d + 1) if cov == "full" else 2  # samples a component needs on average
         k_max = max(1, min(self.params["max_components"], n // per_component))
         k_min = min(self.params["min_components"], k_max)
         best, bics = None, {}
