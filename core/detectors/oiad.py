@@ -1,0 +1,433 @@
+"""OIAD (paper 001): a disentangled Detector-VAE, PR-morphs and structure consistency.
+
+fit: train the Detector-VAE with its TC discriminator (oiad_train) on all but `val_share` of the good
+images; on the held-out normals measure each code's normal value range, rank the codes and select some,
+and record the SC of the validation normals (their alpha / (1 - alpha) fractiles are the intervals).
+score: for each image and selected code, search m natural morphs, decode them in batches, and compare
+(oiad_morphs). Components (higher = more anomalous for every one):
+    SC_mse, SC_loss, SC_ssim   largest normalised excursion over the selected codes, per metric
+    OIAD (default)             mean of the three
+    SC_<code>                  per selected code, mean excursion over the three metrics
+    recon                      plain reconstruction error of the same network (what morphs add shows here)
+    outside                    how many (metric, code) SC values are outside their interval: the paper's
+                               verdict is "anomalous iff outside >= 1" for the metrics it uses
+Extras: "morph_strips" (the window's morph strip panel) and "verdict" (per metric 0/1).
+Maps: image mode gives pixel maps on the resized image (OIAD: mean squared difference between the image
+and its morphs; recon: squared reconstruction error); patch mode gives every component on the patch grid.
+
+Cost: scoring decodes n_images x n_codes x n_morphs images (defaults: 5 codes x 100 morphs = 500 decodes
+per image, or per patch in patch mode); fit adds n_val x 2 x n_codes x n_morphs for the calibration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.data.images import common_channels, convert_channels, resize_image
+from core.data.patches import random_crops, sliding_patches, to_tensor
+from core.detectors.base import (
+    Cancelled,
+    Detector,
+    DetectorError,
+    FitReport,
+    MapGeometry,
+    Param,
+    ProgressFn,
+    ScoreResult,
+    StopFn,
+)
+from core.detectors.oiad_morphs import (
+    HIGHER_IS_ANOMALOUS,
+    METRICS,
+    auto_candidates,
+    excursion,
+    fractile_intervals,
+    morph_latents,
+    rank_codes,
+    search_morph_values,
+    strip_values,
+    structure_consistency,
+)
+from core.detectors.oiad_train import train_detector_vae
+from core.device import pick_device, seed_everything
+from core.nets.oiad_nets import DetectorVAE, TCDiscriminator
+
+OIAD_PARAMS: tuple[Param, ...] = (
+    Param("mode", "image", "image: whole images resized to image_size (the paper); patch: sliding patches",
+          choices=("image", "patch")),
+    Param("image_size", 64, "resize images to this square side (a multiple of 16)", minimum=16),
+    Param("patch", 32, "patch side in patch mode (a multiple of 16)", minimum=16),
+    Param("patch_stride", 16, "patch step at scoring time in patch mode", minimum=1),
+    Param("patches_per_image", 16, "patch mode: random crops per training image per epoch", minimum=1),
+    Param("latent", None, "latent codes d (none = 20 gray, 40 colour, as in the paper)", minimum=2, kind=int),
+    Param("width", 32, "channels of the first conv layers (paper: 32; then 32, 64, 64)", minimum=1),
+    Param("disc_hidden", 1000, "TC discriminator layer width (paper: 1000)", minimum=4),
+    Param("disc_layers", 6, "TC discriminator hidden layers (paper: 6)", minimum=1),
+    Param("rec_weight", 1.0, "weight of the summed squared error L_R (Gaussian likelihood of variance "
+          "1 / (2 rec_weight)); raise it if every code collapses to the prior", minimum=0.0),
+    Param("gamma", 40.0, "weight of the total-correlation term (paper: 40)", minimum=0.0),
+    Param("eta", 0.1, "weight of the (1/beta_j - 1)^2 regulariser (paper: 0.1)", minimum=0.0),
+    Param("epochs", 100, "passes over the training images", minimum=1),
+    Param("batch_size", 64, "training batch", minimum=2),
+    Param("lr", 1e-3, "Adam learning rate of the VAE", minimum=0.0),
+    Param("lr_disc", 1e-4, "Adam learning rate of the TC discriminator (FactorVAE: 1e-4)", minimum=0.0),
+    Param("time_budget", 0.0, "stop training after this many seconds (0 = no limit)", minimum=0.0),
+    Param("val_share", 0.2, "share of the good images held out for code ranges and SC intervals",
+          minimum=0.0, maximum=0.9),
+    Param("n_morphs", 100, "morphs per image and code, m (paper: 100; lower it for interactive use)", minimum=1),
+    Param("delta_r", 0.1, "search radius step per round, in widths of the code's normal range", minimum=1e-4),
+    Param("candidates", 0, "candidate values per round, B (0 = n_morphs / 4)", minimum=0),
+    Param("alpha", 0.4, "SC interval = alpha- and (1 - alpha)-fractiles of validation normals (paper: 0.4)",
+          minimum=0.0, maximum=0.5),
+    Param("codes", "top-5", "codes to perturb: top-K by rank_by, or a list such as 3,7,12", kind=str),
+    Param("rank_by", "both", "code ranking: relevance (beta x code variance), tightness of the SC interval "
+          "on validation normals, or both (sum of ranks)", choices=("both", "relevance", "tightness")),
+    Param("score_sides", "one", "continuous score: one = excursion on the metric's anomalous side only "
+          "(high MSE/loss, low SSIM); two = either side, like the interval verdict", choices=("one", "two")),
+    Param("strip_length", 8, "morphs per code kept for the window's morph strip", minimum=2),
+    Param("strip_metric", "ssim", "SC metric shown in the morph strips", choices=METRICS),
+    Param("decode_batch", 512, "morphs decoded per batch", minimum=1),
+    Param("channels", "auto", "colour handling; auto = RGB if any training image has colour",
+          choices=("auto", "gray", "rgb")),
+    Param("seed", 0, "random seed (initialisation, batches, morph search)"),
+    Param("device", "auto", "torch device: auto, cpu, cuda, mps"),
+)
+
+MAX_VAL_PATCHES = 512  # patch mode: validation patches used for ranges and intervals
+
+
+def parse_codes(text: str, latent: int) -> tuple[int | None, list[int] | None]:
+    """"top-5" -> (5, None); "3,7,12" -> (None, [3, 7, 12]); "all" -> (latent, None)."""
+    t = text.strip().lower()
+    if t == "all":
+        return latent, None
+    if t.startswith("top-"):
+        try:
+            k = int(t[4:])
+        except ValueError:
+            k = 0
+        if k < 1:
+            raise DetectorError(f"oiad: codes={text!r}: top-K needs a positive K")
+        return min(k, latent), None
+    try:
+        codes = [int(c) for c in t.replace(" ", "").split(",") if c]
+    except ValueError:
+        raise DetectorError(f"oiad: codes={text!r} is neither top-K, all, nor a list like 3,7,12") from None
+    bad = [c for c in codes if not 0 <= c < latent]
+    if not codes or bad:
+        raise DetectorError(f"oiad: codes={text!r}: codes must lie in 0..{latent - 1}")
+    return None, list(dict.fromkeys(codes))
+
+
+class OIAD(Detector):
+    name = "oiad"
+    PARAMS = OIAD_PARAMS
+    components = ("OIAD", "SC_mse", "SC_loss", "SC_ssim", "recon", "outside")
+    default_component = "OIAD"
+
+    # -- preprocessing ---------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        if not hasattr(self, "_device"):
+            self._device = pick_device(self.params["device"])
+        return self._device
+
+    @property
+    def n_channels(self) -> int:
+        return 3 if self.metadata.get("channels_used") == "rgb" else 1
+
+    @property
+    def latent(self) -> int:
+        return self.params["latent"] or (40 if self.n_channels == 3 else 20)
+
+    @property
+    def side(self) -> int:
+        return self.params["image_size"] if self.params["mode"] == "image" else self.params["patch"]
+
+    def prepare(self, images: Sequence[np.ndarray]) -> tuple[list[torch.Tensor], list[MapGeometry]]:
+        if "channels_used" not in self.metadata:
+            choice = self.params["channels"]
+            self.metadata["channels_used"] = common_channels(images) if choice == "auto" else choice
+        size = self.params["image_size"]
+        image_mode = self.params["mode"] == "image"
+        if not image_mode and self.params["patch"] > size:
+            raise DetectorError(f"oiad: patch {self.params['patch']} is larger than image_size {size}")
+        tensors, geometry = [], []
+        for img in images:
+            out = resize_image(convert_channels(img, self.metadata["channels_used"]), size)
+            tensors.append(to_tensor(out.astype(np.float32, copy=False)))
+            original = (int(img.shape[0]), int(img.shape[1]))
+            if image_mode:
+                geometry.append(MapGeometry((size, size), original, 1, 1))
+            else:
+                geometry.append(MapGeometry((size, size), original, self.params["patch"],
+                                            self.params["patch_stride"]))
+        return tensors, geometry
+
+    def build(self) -> None:
+        self.net = DetectorVAE(self.n_channels, self.side, self.latent, self.params["width"]).to(self.device)
+
+    # -- fit ----------------------------------------------------------------------------------------
+    def _fit(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> FitReport:
+        p = self.params
+        gen = seed_everything(int(p["seed"]))
+        tensors, _ = self.prepare(images)
+        parse_codes(p["codes"], self.latent)  # a bad code list fails before training, not after
+        order = torch.randperm(len(tensors), generator=gen).tolist()
+        n_val = int(round(p["val_share"] * len(tensors)))
+        if len(tensors) < 4 or n_val < 1:
+            # Too few images to hold some out: ranges and intervals come from the training images themselves
+            # (optimistic: intervals are tighter than on unseen normals). Recorded in the metadata.
+            train_idx, val_idx = order, order
+        else:
+            train_idx, val_idx = order[n_val:], order[:n_val]
+        self.metadata["n_fit"], self.metadata["n_val"] = len(train_idx), len(val_idx)
+        self.metadata["val_is_train"] = train_idx is val_idx
+        self.build()
+        disc = TCDiscriminator(self.latent, p["disc_hidden"], p["disc_layers"]).to(self.device)
+        batch = p["batch_size"]
+        if p["mode"] == "image":
+            train = torch.stack([tensors[i] for i in train_idx])
+            steps = max(1, math.ceil(len(train) / batch))
+
+            def draw() -> torch.Tensor:
+                return train[torch.randint(len(train), (batch,), generator=gen)].to(self.device)
+        else:
+            train_list = [tensors[i] for i in train_idx]
+            steps = max(1, math.ceil(len(train_list) * p["patches_per_image"] / batch))
+
+            def draw() -> torch.Tensor:
+                return random_crops(train_list, batch, p["patch"], gen).to(self.device)
+
+        report, terms = train_detector_vae(self.net, disc, draw, p, steps, gen, progress=progress,
+                                           should_stop=should_stop)
+        self.metadata["train_terms"] = terms
+        self.calibrate(self._units([tensors[i] for i in val_idx]), should_stop=should_stop)
+        return report
+
+    def _units(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """What the VAE sees: whole images, or (patch mode) their sliding patches, at most MAX_VAL_PATCHES."""
+        if self.params["mode"] == "image":
+            return torch.stack(tensors)
+        patches = torch.cat([sliding_patches(t, self.params["patch"], self.params["patch_stride"])[0]
+                             for t in tensors])
+        if len(patches) > MAX_VAL_PATCHES:
+            pick = torch.randperm(len(patches), generator=torch.Generator().manual_seed(self.params["seed"]))
+            patches = patches[pick[:MAX_VAL_PATCHES]]
+        return patches
+
+    @torch.inference_mode()
+    def encode_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mus, lvs = [], []
+        for a in range(0, len(x), 256):
+            mu, lv = self.net.encode(x[a:a + 256].to(self.device))
+            mus.append(mu.float().cpu())
+            lvs.append(lv.float().cpu())
+        return torch.cat(mus), torch.cat(lvs)
+
+    def for_inference(self) -> None:
+        # channels_last roughly doubles the CPU speed of the transposed convolutions (measured at 64 px);
+        # the weights themselves are unchanged.
+        self.net.eval()
+        self.net.to(memory_format=torch.channels_last)
+
+    def calibrate(self, val: torch.Tensor, *, should_stop: StopFn) -> None:
+        """Normal code ranges, code choice and the validation SC the intervals come from."""
+        p = self.params
+        self.for_inference()
+        mu, _ = self.encode_all(val)
+        self.code_lo, self.code_hi = mu.min(dim=0).values, mu.max(dim=0).values
+        beta = self.net.log_beta.detach().float().cpu().exp()
+        # Relevance: the data's spread of a code in units of its learned prior variance (1/beta). A collapsed
+        # code (posterior = prior for every image) has ~0; a code the images use has a large share.
+        self.relevance = (beta * mu.var(dim=0, unbiased=False)).numpy()
+        top_k, explicit = parse_codes(p["codes"], self.latent)
+        if explicit is not None:
+            candidates = np.array(explicit)
+        else:
+            by_rel = rank_codes(self.relevance, None, "relevance")
+            n_cand = top_k if p["rank_by"] == "relevance" else min(self.latent, 2 * top_k)
+            candidates = by_rel[:n_cand]
+        sc = self.val_sc(val, candidates, should_stop)  # (n_val, 3, K)
+        if explicit is None and p["rank_by"] != "relevance":
+            tightness = self.tightness(sc)
+            order = rank_codes(self.relevance[candidates], tightness, p["rank_by"])
+            keep = order[:top_k]
+            candidates, sc = candidates[keep], sc[:, :, keep]
+        self.codes = np.asarray(candidates, dtype=np.int64)
+        self.val_sc_values = sc.astype(np.float64)
+        self.metadata["codes"] = self.codes.tolist()
+
+    @staticmethod
+    def tightness(sc: np.ndarray) -> np.ndarray:
+        """Relative spread of each code's SC over validation normals (interquartile range / median), averaged
+        over the metrics (SSIM as 1 - SSIM so every metric is a discrepancy). Lower = tighter."""
+        out = []
+        for i, metric in enumerate(METRICS):
+            v = sc[:, i, :] if HIGHER_IS_ANOMALOUS[metric] else 1.0 - sc[:, i, :]
+            q25, q50, q75 = np.quantile(v, [0.25, 0.5, 0.75], axis=0)
+            out.append((q75 - q25) / np.maximum(np.abs(q50), 1e-12))
+        return np.mean(out, axis=0)
+
+    def val_sc(self, val: torch.Tensor, codes: np.ndarray, should_stop: StopFn) -> np.ndarray:
+        parts = []
+        for a in range(0, len(val), self.chunk_size(len(codes))):
+            out = self.sc_batch(val[a:a + self.chunk_size(len(codes))], codes, should_stop, strips=False)
+            parts.append(np.stack([out["sc"][m] for m in METRICS], axis=1))
+        return np.concatenate(parts)
+
+    # -- scoring ----------------------------------------------------------------------------------------
+    def chunk_size(self, n_codes: int) -> int:
+        """Images per scoring chunk: about four decode batches of morphs, so progress and cancel stay live."""
+        return max(1, (4 * self.params["decode_batch"]) // max(1, n_codes * self.params["n_morphs"]))
+
+    def sc_batch(self, x: torch.Tensor, codes: np.ndarray, should_stop: StopFn, *, strips: bool) -> dict[str, Any]:
+        """SC per metric (N, K) for a batch of images/patches, plus maps and (optionally) strip morphs."""
+        p = self.params
+        if not hasattr(self, "_search_gen"):
+            self._search_gen = torch.Generator().manual_seed(int(p["seed"]) + 1)
+
+        def check() -> None:
+            if should_stop():
+                raise Cancelled()
+
+        x = x.to(self.device)
+        with torch.inference_mode():
+            mu, log_var = self.net.encode(x)
+            mu, log_var = mu.float().cpu(), log_var.float().cpu()
+            codes_t = torch.as_tensor(codes, dtype=torch.long)
+            values = search_morph_values(
+                mu[:, codes_t], self.code_lo[codes_t], self.code_hi[codes_t], n_morphs=p["n_morphs"],
+                delta_r=p["delta_r"], candidates=p["candidates"] or auto_candidates(p["n_morphs"]),
+                gen=self._search_gen)
+            x = x.float().cpu()
+            res = structure_consistency(self.net, x, mu, log_var, codes_t, values, rec_weight=p["rec_weight"],
+                                        decode_batch=p["decode_batch"], check=check)
+            recon = self.net.decode(mu.to(self.device)).float().cpu()
+            out: dict[str, Any] = {
+                "sc": {m: res.sc[m].numpy().astype(np.float64) for m in METRICS},
+                "morph_map": res.pixel_map.numpy(),
+                "recon_map": (recon - x).pow(2).mean(dim=1).numpy(),
+            }
+            out["recon"] = out["recon_map"].reshape(len(x), -1).mean(axis=1).astype(np.float64)
+            if strips:
+                sv = strip_values(values, p["strip_length"])  # (N, K, s)
+                n, k, s = sv.shape
+                z = morph_latents(mu, codes_t, sv)
+                dec = torch.cat([self.net.decode(z[a:a + p["decode_batch"]].to(self.device)).float().cpu()
+                                 for a in range(0, len(z), p["decode_batch"])])
+                out["strip_morphs"] = dec.view(n, k, s, *dec.shape[1:]).permute(0, 1, 2, 4, 5, 3).numpy()
+        return out
+
+    def intervals(self) -> dict[str, np.ndarray]:
+        """metric -> (K, 2) intervals from the stored validation SC at the current alpha."""
+        return {m: fractile_intervals(self.val_sc_values[:, i, :], self.params["alpha"])
+                for i, m in enumerate(METRICS)}
+
+    def judge(self, sc: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Excursions, components and verdicts from SC values (N, K) per metric."""
+        ivs = self.intervals()
+        sides = self.params["score_sides"]
+        exc = {m: excursion(sc[m], ivs[m], m, sides) for m in METRICS}
+        comps = {f"SC_{m}": exc[m].max(axis=1) for m in METRICS}
+        comps["OIAD"] = np.mean([comps[f"SC_{m}"] for m in METRICS], axis=0)
+        per_code = np.mean([exc[m] for m in METRICS], axis=0)  # (N, K)
+        for j, code in enumerate(self.codes):
+            comps[f"SC_{int(code)}"] = per_code[:, j]
+        outside = {m: (sc[m] < ivs[m][:, 0]) | (sc[m] > ivs[m][:, 1]) for m in METRICS}
+        comps["outside"] = np.sum([o.sum(axis=1) for o in outside.values()], axis=0).astype(np.float64)
+        verdict = [{f"SC_{m}": int(outside[m][i].any()) for m in METRICS} for i in range(len(comps["OIAD"]))]
+        return {"components": comps, "verdict": verdict, "intervals": ivs}
+
+    def _score(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> ScoreResult:
+        self._search_gen = torch.Generator().manual_seed(int(self.params["seed"]) + 1)  # same images, same SC
+        self.for_inference()
+        tensors, geometry = self.prepare(images)
+        if self.params["mode"] == "patch":
+            return self._score_patches(tensors, geometry, progress, should_stop)
+        chunk = self.chunk_size(len(self.codes))
+        rows: list[dict[str, Any]] = []
+        for a in range(0, len(tensors), chunk):
+            if should_stop():
+                raise Cancelled()
+            rows.append(self.sc_batch(torch.stack(tensors[a:a + chunk]), self.codes, should_stop, strips=True))
+            progress(min(len(tensors), a + chunk), len(tensors), {})
+        sc = {m: np.concatenate([r["sc"][m] for r in rows]) for m in METRICS}
+        judged = self.judge(sc)
+        comps = judged["components"]
+        comps["recon"] = np.concatenate([r["recon"] for r in rows])
+        maps = {"OIAD": [m for r in rows for m in r["morph_map"]], "recon": [m for r in rows for m in r["recon_map"]]}
+        morphs = np.concatenate([r["strip_morphs"] for r in rows])
+        strips = [self.strips_for(morphs[i], {m: sc[m][i] for m in METRICS}, judged["intervals"])
+                  for i in range(len(tensors))]
+        return self.result(comps, maps, geometry, strips, judged["verdict"])
+
+    def _score_patches(self, tensors: list[torch.Tensor], geometry: list[MapGeometry], progress: ProgressFn,
+                       should_stop: StopFn) -> ScoreResult:
+        """Every patch is scored like an image; an image takes the worst patch (max), its strips are those of
+        that patch, and every component is also a map on the patch grid."""
+        p = self.params
+        comps_rows: list[dict[str, float]] = []
+        maps: dict[str, list[np.ndarray]] = {}
+        strips, verdicts = [], []
+        for i, t in enumerate(tensors):
+            patches, (gh, gw) = sliding_patches(t, p["patch"], p["patch_stride"])
+            chunk = self.chunk_size(len(self.codes))
+            rows = [self.sc_batch(patches[a:a + chunk], self.codes, should_stop, strips=True)
+                    for a in range(0, len(patches), chunk)]
+            sc = {m: np.concatenate([r["sc"][m] for r in rows]) for m in METRICS}
+            judged = self.judge(sc)
+            comps = judged["components"]
+            comps["recon"] = np.concatenate([r["recon"] for r in rows])
+            for name, vals in comps.items():
+                maps.setdefault(name, []).append(vals.reshape(gh, gw).astype(np.float32))
+            worst = int(np.argmax(comps[self.default_component]))
+            comps_rows.append({name: float(vals.max()) for name, vals in comps.items()})
+            morphs = np.concatenate([r["strip_morphs"] for r in rows])
+            strips.append(self.strips_for(morphs[worst], {m: sc[m][worst] for m in METRICS}, judged["intervals"]))
+            verdicts.append({k: max(v[k] for v in judged["verdict"]) for k in judged["verdict"][0]})
+            progress(i + 1, len(tensors), {})
+        comps_all = {name: np.array([r[name] for r in comps_rows]) for name in comps_rows[0]}
+        return self.result(comps_all, maps, geometry, strips, verdicts)
+
+    def result(self, comps: dict[str, np.ndarray], maps: dict[str, list[np.ndarray]], geometry: list[MapGeometry],
+               strips: list[list[dict]], verdict: list[dict]) -> ScoreResult:
+        ordered = {name: np.asarray(comps[name], dtype=np.float64) for name in self.components}
+        ordered.update({name: np.asarray(v, dtype=np.float64) for name, v in comps.items() if name not in ordered})
+        return ScoreResult(self.default_component, ordered, maps, geometry,
+                           {"morph_strips": strips, "verdict": verdict})
+
+    def strips_for(self, morphs: np.ndarray, sc: dict[str, np.ndarray], ivs: dict[str, np.ndarray]) -> list[dict]:
+        """The payload inspector_gui/morph_strip.py reads: one dict per selected code."""
+        metric = self.params["strip_metric"]
+        out = []
+        for j, code in enumerate(self.codes):
+            m = np.clip(morphs[j], 0.0, 1.0).astype(np.float32)
+            if m.shape[-1] == 1:
+                m = m[..., 0]
+            lo, hi = ivs[metric][j]
+            out.append({"code": int(code), "morphs": m, "sc": float(sc[metric][j]),
+                        "interval": (float(lo), float(hi)), "metric": f"SC_{metric}"})
+        return out
+
+    # -- persistence ------------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {f"net.{k}": v.detach().cpu() for k, v in self.net.state_dict().items()}
+        state.update({"code_lo": self.code_lo, "code_hi": self.code_hi,
+                      "relevance": torch.from_numpy(np.asarray(self.relevance, np.float32)),
+                      "codes": torch.from_numpy(self.codes), "val_sc": torch.from_numpy(self.val_sc_values)})
+        return state
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.build()
+        self.net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        self.net.to(self.device).eval()
+        self.code_lo, self.code_hi = state["code_lo"].float(), state["code_hi"].float()
+        self.relevance = state["relevance"].numpy()
+        self.codes = state["codes"].numpy().astype(np.int64)
+        self.val_sc_values = state["val_sc"].numpy().astype(np.float64)
