@@ -175,12 +175,18 @@ def tables(records: list[dict]) -> str:
             out.append(f"| {c} | " + " | ".join(cells) + " |")
 
     for d in dets:
-        comps = sorted({c for r in records if r["detector"] == d and "error" not in r for c in r["image_auroc"]})
+        runs = [r for r in records if r["detector"] == d and "error" not in r and r.get("image_auroc")]
+        if not runs:
+            continue
+        # Components every run has (OIAD's per-code SC_<i> differ from task to task: see the JSON).
+        comps = sorted(set.intersection(*(set(r["image_auroc"]) for r in runs)),
+                       key=lambda c: (c.startswith("SC_") and c[3:].isdigit(), c))  # per-code SC_<i> last
         if len(comps) < 2:
             continue
-        default = next(r["default_component"] for r in records if r["detector"] == d and "error" not in r)
+        default = runs[0]["default_component"]
         comps = [default] + [c for c in comps if c != default]
-        out.append(f"\n`{d}`: image AUROC of every component (default `{default}` first):\n")
+        out.append(f"\n`{d}`: image AUROC of every component all its runs have (default `{default}` "
+                   "first):\n")
         out.append("| task | " + " | ".join(comps) + " |")
         out.append("|---|" + "---|" * len(comps))
         rows = [(t, by.get((t, d))) for t in digits + cats]
