@@ -40,7 +40,7 @@ def one_thread():
 
 
 TINY = {"image_size": 16, "width": 8, "latent": 6, "disc_hidden": 64, "disc_layers": 2, "epochs": 12,
-        "batch_size": 32, "n_morphs": 8, "codes": "top-2", "strip_length": 8, "rec_weight": 10.0}
+        "batch_size": 32, "n_morphs": 8, "codes": "top-2", "strip_length": 8, "rec_weight": 50.0}
 
 
 # ---------------------------------------------------------------------------------------------- TC
