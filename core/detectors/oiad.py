@@ -22,6 +22,7 @@ per image, or per patch in patch mode); fit adds n_val x 2 x n_codes x n_morphs 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +41,8 @@ from core.detectors.base import (
     ProgressFn,
     ScoreResult,
     StopFn,
+    never_stop,
+    no_progress,
 )
 from core.detectors.oiad_morphs import (
     HIGHER_IS_ANOMALOUS,
@@ -209,7 +212,7 @@ class OIAD(Detector):
         report, terms = train_detector_vae(self.net, disc, draw, p, steps, gen, progress=progress,
                                            should_stop=should_stop)
         self.metadata["train_terms"] = terms
-        self.calibrate(self._units([tensors[i] for i in val_idx]), should_stop=should_stop)
+        self.calibrate(self._units([tensors[i] for i in val_idx]), progress=progress, should_stop=should_stop)
         return report
 
     def _units(self, tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -238,7 +241,8 @@ class OIAD(Detector):
         self.net.eval()
         self.net.to(memory_format=torch.channels_last)
 
-    def calibrate(self, val: torch.Tensor, *, should_stop: StopFn) -> None:
+    def calibrate(self, val: torch.Tensor, *, progress: ProgressFn = no_progress,
+                  should_stop: StopFn = never_stop) -> None:
         """Normal code ranges, code choice and the validation SC the intervals come from."""
         p = self.params
         self.for_inference()
@@ -255,7 +259,7 @@ class OIAD(Detector):
             by_rel = rank_codes(self.relevance, None, "relevance")
             n_cand = top_k if p["rank_by"] == "relevance" else min(self.latent, 2 * top_k)
             candidates = by_rel[:n_cand]
-        sc = self.val_sc(val, candidates, should_stop)  # (n_val, 3, K)
+        sc = self.val_sc(val, candidates, progress, should_stop)  # (n_val, 3, K)
         if explicit is None and p["rank_by"] != "relevance":
             tightness = self.tightness(sc)
             order = rank_codes(self.relevance[candidates], tightness, p["rank_by"])
@@ -276,11 +280,17 @@ class OIAD(Detector):
             out.append((q75 - q25) / np.maximum(np.abs(q50), 1e-12))
         return np.mean(out, axis=0)
 
-    def val_sc(self, val: torch.Tensor, codes: np.ndarray, should_stop: StopFn) -> np.ndarray:
+    def val_sc(self, val: torch.Tensor, codes: np.ndarray, progress: ProgressFn, should_stop: StopFn) -> np.ndarray:
+        """SC of the validation normals, (n_val, 3, K). Reported as its own stage: it takes a while (n_val x K x m
+        decodes) after the loss curve has ended."""
         parts = []
-        for a in range(0, len(val), self.chunk_size(len(codes))):
-            out = self.sc_batch(val[a:a + self.chunk_size(len(codes))], codes, should_stop, strips=False)
+        chunk = self.chunk_size(len(codes))
+        start = time.perf_counter()
+        for a in range(0, len(val), chunk):
+            out = self.sc_batch(val[a:a + chunk], codes, should_stop, strips=False)
             parts.append(np.stack([out["sc"][m] for m in METRICS], axis=1))
+            progress(min(len(val), a + chunk), len(val),
+                     {"stage": "calibrating", "elapsed": time.perf_counter() - start})
         return np.concatenate(parts)
 
     # -- scoring ----------------------------------------------------------------------------------------
