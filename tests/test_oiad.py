@@ -12,7 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from core import metrics
 from core.data.digits import one_class_task
 from core.detectors.base import Cancelled, DetectorError
-from core.detectors.oiad import OIAD, parse_codes
+from core.detectors.oiad import OIAD
 from core.detectors.oiad_morphs import (
     excursion,
     fractile_intervals,
@@ -20,6 +20,7 @@ from core.detectors.oiad_morphs import (
     search_morph_values,
     strip_values,
 )
+from core.detectors.oiad_params import parse_codes
 from core.detectors.oiad_train import train_detector_vae
 from core.detectors.registry import available, parse_settings
 from core.evaluate import evaluate
