@@ -177,6 +177,8 @@ def test_codes_setting():
     for bad in ("top-0", "3,25", "many"):
         with pytest.raises(DetectorError):
             parse_codes(bad, 20)
+    with pytest.raises(DetectorError, match="divisible by 16"):
+        OIAD(image_size=40).fit([np.zeros((40, 40, 1), np.float32)] * 4)
 
 
 # ---------------------------------------------------------------------------------------------- contract

@@ -107,7 +107,11 @@ class OIAD(Detector):
         return tensors, geometry
 
     def build(self) -> None:
-        self.net = DetectorVAE(self.n_channels, self.side, self.latent, self.params["width"]).to(self.device)
+        try:
+            net = DetectorVAE(self.n_channels, self.side, self.latent, self.params["width"])
+        except ValueError as exc:  # a side the four stride-2 layers cannot halve cleanly
+            raise DetectorError(f"oiad: {exc}") from None
+        self.net = net.to(self.device)
 
     # -- fit ----------------------------------------------------------------------------------------
     def _fit(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> FitReport:
