@@ -326,8 +326,9 @@ def plain_vae_recon_auroc(task, params: dict) -> float:
 
 
 def test_oiad_beats_the_plain_vae_on_one_class_digits():
-    """Digit 1 normal, the other digits anomalous (scikit-learn's bundled digits at 16 px). Measured with
-    seeds 0, 1, 2 when this was written: see the report in the commit message / docs."""
+    """Digit 1 normal, the other digits anomalous (scikit-learn's bundled digits at 16 px). Measured when
+    this was written (OIAD / SC_ssim / plain VAE): seed 0 0.974 / 0.978 / 0.939, seed 1 0.975 / 0.982 /
+    0.969, seed 2 0.935 / 0.958 / 0.867 — OIAD ahead every time, by 0.006 to 0.07; seed 0 is asserted."""
     task = one_class_task(1, size=16, anomalies_per_digit=15, seed=0)
     det = OIAD(**DIGITS)
     det.fit(task.train)
