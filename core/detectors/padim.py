@@ -51,6 +51,7 @@ class PaDiM(FeatureDetector):
         gen = torch.Generator().manual_seed(int(self.params["seed"]))
         return torch.randperm(d_all, generator=gen)[:d].sort().values
 
+    @torch.inference_mode()
     def _fit(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> FitReport:
         t0 = time.perf_counter()
         self.stamp_backbone()
@@ -62,7 +63,9 @@ class PaDiM(FeatureDetector):
         count = 0
         for _, feats, _ in self.iter_features(images, progress=progress, should_stop=should_stop):
             x = feats.index_select(1, channels.to(feats.device)).flatten(2).permute(2, 0, 1)  # P, B, d
-            x = x.to(acc_device, torch.float64)
+            # Contiguous before the batched product: torch 2.13 on CPU with 2 threads took 100x as long for a
+            # permuted (non-contiguous) float64 baddbmm (measured: 6.3 s vs 0.06 s per batch).
+            x = x.to(acc_device, torch.float64).contiguous()
             if count == 0:
                 total = torch.zeros(x.shape[0], x.shape[2], dtype=torch.float64, device=acc_device)
                 outer = torch.zeros(x.shape[0], x.shape[2], x.shape[2], dtype=torch.float64, device=acc_device)
@@ -95,10 +98,11 @@ class PaDiM(FeatureDetector):
         assert self.channels is not None and self.mean is not None and self.precision is not None
         b, _, h, w = feats.shape
         x = feats.index_select(1, self.channels.to(feats.device)).flatten(2).permute(2, 0, 1)  # P, B, d
-        diff = x - self.mean.to(feats.device)[:, None, :]
+        diff = (x - self.mean.to(feats.device)[:, None, :]).contiguous()
         m = (torch.bmm(diff, self.precision.to(feats.device)) * diff).sum(2).clamp_min_(0.0).sqrt_()  # P, B
         return m.T.reshape(b, h, w)
 
+    @torch.inference_mode()
     def _score(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> ScoreResult:
         scores = np.zeros(len(images), dtype=np.float64)
         maps: list[np.ndarray] = []
