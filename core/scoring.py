@@ -4,6 +4,7 @@ function in fixed-size batches, then lay the per-patch values back onto each ima
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -109,3 +110,25 @@ def shared_map_ranges(maps: dict[str, list[np.ndarray]], lo_pct: float = 1.0,
         lo, hi = np.percentile(flat, [lo_pct, hi_pct])
         out[name] = (float(lo), float(hi) if hi > lo else float(lo) + 1e-6)
     return out
+
+
+def map_layout(geometry: Sequence[MapGeometry]) -> dict[str, Any]:
+    """How a run's maps lie on their images, in a form a store can keep as JSON: patch and stride, and the
+    processed input size when every image shares one (resized runs); else maps lie on the original image."""
+    if not geometry:
+        return {}
+    first = geometry[0]
+    same_input = all(g.input_shape == first.input_shape for g in geometry)
+    return {"patch": first.patch, "stride": first.stride,
+            "input_shape": list(first.input_shape) if same_input else None}
+
+
+def geometry_from_layout(layout: dict[str, Any], params: dict[str, Any], shape: tuple[int, int]) -> MapGeometry:
+    """The MapGeometry of one image of a stored run. Runs stored before layouts were recorded fall back to the
+    patch detectors' settings (image_size, patch_size, stride)."""
+    if layout:
+        input_shape = tuple(layout["input_shape"]) if layout.get("input_shape") else shape
+        return MapGeometry(input_shape, shape, int(layout["patch"]), int(layout["stride"]))
+    size = params.get("image_size")
+    return MapGeometry((size, size) if size else shape, shape, int(params.get("patch_size") or 1),
+                       int(params.get("stride") or 1))

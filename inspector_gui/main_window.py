@@ -26,7 +26,7 @@ from core.data.images import ImageLoadError, decode_image, decode_mask
 from core.detectors.base import MapGeometry
 from core.evaluate import TrainScoreOutcome, train_and_score
 from core.label_history import LabelHistory, LabelState, LabelStep
-from core.scoring import shared_map_ranges
+from core.scoring import geometry_from_layout, map_layout, shared_map_ranges
 from core.store import Store
 from core.threshold import ThresholdModel
 from inspector_gui.gallery import GalleryWidget
@@ -52,6 +52,7 @@ class RunView:
     outcome: TrainScoreOutcome | None = None
     params: dict[str, Any] = field(default_factory=dict)
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    map_layout: dict[str, Any] = field(default_factory=dict)  # see core.scoring.map_layout
 
 
 class MainWindow(QMainWindow):
@@ -240,7 +241,8 @@ class MainWindow(QMainWindow):
             full[ids] = values
             comps[name] = full
         ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in info.metadata.get("map_ranges", {}).items()}
-        self.run = RunView(run_id, info.detector, info.default_component, comps, params=info.params, ranges=ranges)
+        self.run = RunView(run_id, info.detector, info.default_component, comps, params=info.params, ranges=ranges,
+                           map_layout=info.metadata.get("map_layout") or {})
         self._show_scores()
         rec = self.store.threshold(run_id)
         if rec:
@@ -314,13 +316,17 @@ class MainWindow(QMainWindow):
             for k, v in result.components.items():
                 comps[k][image_id] = v[row]
         ranges = shared_map_ranges(result.maps)
-        self.run = RunView(None, det.name, result.default_component, comps, rows, outcome, det.params, ranges)
+        layout = map_layout(result.geometry)
+        self.run = RunView(None, det.name, result.default_component, comps, rows, outcome, det.params, ranges,
+                           layout)
         self._show_scores()
         self._refresh_threshold_model()
         self.tabs.setCurrentWidget(self.threshold)
         if self.store is not None:
-            # The run's colour ranges go with it, so a run reopened from the store colours maps the same way.
-            self.requestRun.emit(det.name, det.params, {**det.metadata, "map_ranges": ranges}, paths,
+            # The run's colour ranges and map placement go with it, so a run reopened from the store shows its
+            # maps the same way.
+            meta = {**det.metadata, "map_ranges": ranges, "map_layout": layout}
+            self.requestRun.emit(det.name, det.params, meta, paths,
                                  {k: np.asarray(v) for k, v in result.components.items()},
                                  result.default_component, dict(result.maps))
         if self.current_id is not None:
@@ -391,11 +397,7 @@ class MainWindow(QMainWindow):
         except Exception as exc:  # a run that did not score this image, or a damaged map
             self.statusBar().showMessage(str(exc))
             return None, None
-        p = run.params
-        size = p.get("image_size")
-        geometry = MapGeometry((size, size) if size else tuple(shape), tuple(shape), int(p.get("patch_size", 1)),
-                               int(p.get("stride", 1)))
-        return maps, geometry
+        return maps, geometry_from_layout(run.map_layout, run.params, tuple(shape))
 
     def _strips_for(self, image_id: int) -> list | None:
         run = self.run

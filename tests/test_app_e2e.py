@@ -25,7 +25,7 @@ def window(qtbot, tmp_path, tiny_demo):
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     win = MainWindow(settings)
     win.setProperty("quiet_errors", True)  # no modal boxes in tests: errors go to the status bar
-    qtbot.addWidget(win)
+    qtbot.addWidget(win, before_close_func=stop_job)
     win.resize(1400, 900)
     win.show()
     qtbot.waitExposed(win)
@@ -34,6 +34,13 @@ def window(qtbot, tmp_path, tiny_demo):
     yield win
     if win.isVisible():
         win.close()
+
+
+def stop_job(win) -> None:
+    """A test that fails mid-training must not leave closeEvent's "job still running" question open."""
+    if win.job is not None and win.job.running:
+        win.job.cancel()
+        win.job.wait(30000)
 
 
 def train_tiny(qtbot, win) -> None:
@@ -127,7 +134,7 @@ def test_cancel_training_from_the_panel(qtbot, window):
     win.training.train_button.click()
     qtbot.waitUntil(lambda: win.training.progress.value() > 0, timeout=30000)
     win.training.cancel_button.click()
-    qtbot.waitUntil(lambda: win.job is not None and not win.job.running, timeout=3000)
+    qtbot.waitUntil(lambda: win.job is not None and not win.job.running, timeout=15000)
     assert "Cancelled" in win.training.status.text() and win.run is None
 
 

@@ -11,7 +11,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from core.detectors.base import MapGeometry
-from core.scoring import pixel_map
+from core.scoring import geometry_from_layout, map_layout, pixel_map
 from inspector_gui.viewer import HOVER_HINT, ImageViewer
 from inspector_gui.viewer_maps import mask_contour, patch_cell
 
@@ -278,3 +278,18 @@ def test_wheel_zooms_and_drag_pans(viewer, qtbot):
     panned = viewer.view_box.viewRange()
     assert panned[0][0] < zoomed[0][0] - 1.0  # dragging right shows what lies to the left
     assert viewer.view_box.state["aspectLocked"] and viewer.view_box.yInverted()
+
+
+def test_map_layout_round_trip_gives_back_each_images_geometry():
+    resized = [MapGeometry((64, 64), (300, 200), 16, 8), MapGeometry((64, 64), (100, 120), 16, 8)]
+    layout = map_layout(resized)
+    for g in resized:
+        assert geometry_from_layout(layout, {}, g.original_shape) == g
+    native = [MapGeometry((300, 200), (300, 200), 1, 1), MapGeometry((100, 120), (100, 120), 1, 1)]
+    layout = map_layout(native)
+    assert layout["input_shape"] is None
+    for g in native:
+        assert geometry_from_layout(layout, {}, g.original_shape) == g
+    # runs stored before layouts existed: the patch settings stand in
+    old = geometry_from_layout({}, {"image_size": 128, "patch_size": 32, "stride": 8}, (256, 256))
+    assert old == MapGeometry((128, 128), (256, 256), 32, 8)

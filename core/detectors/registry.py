@@ -29,6 +29,16 @@ def _load_builtins() -> None:
     register(PatchGMM)
     register(PatchIsolationForest, "isolation-forest")
 
+    from core.detectors.padim import PaDiM
+    from core.detectors.patchcore import PatchCore
+
+    register(PatchCore, "patch-core")
+    register(PaDiM)
+
+    from core.detectors.oiad import OIAD
+
+    register(OIAD)
+
     from core.detectors.gmm_bic import PcaGmmBic
     from core.detectors.kde import PcaKDE
     from core.detectors.ocsvm import PcaOneClassSVM
