@@ -13,7 +13,10 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QScrollArea, QVBoxLayout, QWi
 STRIP_KEY = "morph_strips"
 
 
-def strip_image(morphs: np.ndarray, height: int = 64) -> QImage:
+STRIP_HEIGHT = 64
+
+
+def strip_image(morphs: np.ndarray, height: int = STRIP_HEIGHT) -> QImage:
     """Morphs side by side as one 8-bit image (gray or RGB), scaled to `height` pixels."""
     arr = np.asarray(morphs, dtype=np.float32)
     if arr.ndim == 3:
@@ -41,12 +44,16 @@ class MorphStripPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
+        # Room for two strips without scrolling: one is rarely enough to compare codes.
+        self.setMinimumHeight(2 * (STRIP_HEIGHT + 12) + 8)
         self.rows: list[tuple[QLabel, QLabel]] = []
 
     def set_strips(self, strips: list[dict] | None) -> None:
         """Show the strips of one image; hides the panel when there are none."""
         while self.grid.count():
-            self.grid.takeAt(0).widget().deleteLater()
+            old = self.grid.takeAt(0).widget()
+            old.hide()  # deleteLater waits for the event loop; the old row must not show under the new one
+            old.deleteLater()
         self.rows = []
         for r, strip in enumerate(strips or []):
             lo, hi = strip["interval"]

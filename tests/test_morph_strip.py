@@ -13,6 +13,11 @@ def test_strips_show_one_row_per_code_with_the_verdict(qtbot):
     assert len(panel.rows) == 2 and not panel.isHidden()
     assert "inside" in panel.rows[0][0].text() and "OUTSIDE" in panel.rows[1][0].text()
     assert panel.rows[0][1].pixmap().width() == 8 * 64  # eight 16 px morphs scaled to 64 px high
+    # another image's strips replace these at once (no event loop ran, so old labels still exist)
+    panel.show()
+    old = [w for row in panel.rows for w in row]
+    panel.set_strips(strips[:1])
+    assert len(panel.rows) == 1 and all(w.isHidden() for w in old)
     panel.set_strips(None)
     assert panel.rows == [] and panel.isHidden()
 
