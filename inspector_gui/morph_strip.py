@@ -38,6 +38,7 @@ class MorphStripPanel(QWidget):
         super().__init__(parent)
         self.host = QWidget()
         self.grid = QGridLayout(self.host)
+        self.grid.setColumnStretch(1, 1)  # strips start next to their labels; spare width goes to the right
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.host)
@@ -66,6 +67,6 @@ class MorphStripPanel(QWidget):
             picture = QLabel()
             picture.setPixmap(QPixmap.fromImage(strip_image(strip["morphs"])))
             self.grid.addWidget(text, r, 0)
-            self.grid.addWidget(picture, r, 1)
+            self.grid.addWidget(picture, r, 1, Qt.AlignmentFlag.AlignLeft)
             self.rows.append((text, picture))
         self.setVisible(bool(self.rows))

@@ -1,0 +1,64 @@
+"""Screenshot of the window with OIAD's morph strips on the demo data (run under Xvfb, like
+screenshot_window.py):
+
+    Xvfb :99 -screen 0 1920x1080x24 &  DISPLAY=:99 python benchmarks/screenshot_morphs.py
+
+Trains OIAD with interactive settings (fewer epochs and morphs than the paper's m = 100; a few minutes on
+2 cores), opens the window with it, selects a defect image and writes docs/screenshots/window_morphs.png
+(`--data ../shared/data/mvtec_bottle --image test/broken_large/000.png --out window_morphs_bottle.png` for a
+real category).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.screenshot_window import shoot, wait_until  # noqa: E402
+
+OIAD_INTERACTIVE = {"epochs": 60, "n_morphs": 20}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--image", default="test/scratch/003.png", help="image to show, relative to the data folder")
+    ap.add_argument("--data", help="an MVTec-layout folder to use instead of the demo set (copied first)")
+    ap.add_argument("--out", default="window_morphs.png", help="file name under docs/screenshots")
+    args = ap.parse_args()
+
+    from PySide6.QtCore import QSettings
+
+    from core.data.folders import scan_folder
+    from core.data.synthetic import demo_dataset
+    from core.evaluate import train_detector
+    from inspector_gui.app import create_window
+
+    work = Path(tempfile.mkdtemp(prefix="ai-morphs-"))
+    data = work / "demo_parts"
+    shutil.copytree(args.data or demo_dataset(), data)
+    detector, _ = train_detector(scan_folder(data), "oiad", OIAD_INTERACTIVE, log=lambda m: None)
+    settings = QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat)
+    app, win = create_window(data, detector, preset=("oiad", OIAD_INTERACTIVE), settings=settings)
+    win.setProperty("quiet_errors", True)
+    win.resize(1880, 1020)
+    win.move(0, 0)
+    win.show()
+    wait_until(app, lambda: win.run is not None and win.run.outcome is not None, 900)
+    wait_until(app, lambda: win.run.run_id is not None, 60)
+    target = win.store.image_id(data / args.image)
+    win.gallery.view.select_path(str(win.store.absolute_path(target)))
+    win.show_image_id(target)
+    win.viewer.set_opacity(0.5)
+    shoot(app, win, args.out)
+    win.close()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
