@@ -155,7 +155,8 @@ def markdown(results: dict[str, Any]) -> str:
               "copy, minimum distances and assignments that is about max_pool x (D + 128 + 3) x 4 bytes = 57 MB "
               "for the defaults (D = 152), whatever the number of training images, plus one backbone batch. "
               "Scoring holds the bank and one 64 MB distance block. PaDiM's running sums are positions x d x d "
-              "float64 (784 x 100 x 100 x 8 = 63 MB), also independent of the number of images.",
+              "float64 (784 x 152 x 152 x 8 = 145 MB with all channels, the default), also independent of "
+              "the number of images.",
               "", "Full numbers, parameters and per-run load: `docs/benchmarks-feature-detectors.json`."]
     return "\n".join(lines)
 

@@ -211,7 +211,7 @@ def test_save_load_roundtrip_and_backbone_check(tmp_path: Path, tiny_demo: Path,
     det.save(path)
     state = torch.load(path, weights_only=True)
     assert not any(k.startswith("_blocks") or k.startswith("_conv") for k in state)  # no backbone inside
-    assert path.stat().st_size < 5_000_000  # the backbone weights alone are 17 MB
+    assert path.stat().st_size < 10_000_000  # the backbone weights alone are 17 MB (padim at 64 px: 6 MB)
     loaded = load_detector(path)
     after = loaded.score(images[:4])
     np.testing.assert_allclose(after.scores, before.scores, rtol=1e-5)
