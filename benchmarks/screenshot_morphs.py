@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--image", default="test/scratch/003.png", help="image to show, relative to the data folder")
     ap.add_argument("--data", help="an MVTec-layout folder to use instead of the demo set (copied first)")
     ap.add_argument("--out", default="window_morphs.png", help="file name under docs/screenshots")
+    ap.add_argument("--detector", default="oiad", help="another detector shows its maps the same way (no strips)")
     args = ap.parse_args()
 
     from PySide6.QtCore import QSettings
@@ -42,9 +43,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ai-morphs-"))
     data = work / "demo_parts"
     shutil.copytree(args.data or demo_dataset(), data)
-    detector, _ = train_detector(scan_folder(data), "oiad", OIAD_INTERACTIVE, log=lambda m: None)
+    settings_used = OIAD_INTERACTIVE if args.detector == "oiad" else {}
+    detector, _ = train_detector(scan_folder(data), args.detector, settings_used, log=lambda m: None)
     settings = QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat)
-    app, win = create_window(data, detector, preset=("oiad", OIAD_INTERACTIVE), settings=settings)
+    app, win = create_window(data, detector, preset=(args.detector, settings_used), settings=settings)
     win.setProperty("quiet_errors", True)
     win.resize(1880, 1020)
     win.move(0, 0)
