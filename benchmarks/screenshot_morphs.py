@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.screenshot_window import shoot, wait_until  # noqa: E402
+from benchmarks.screenshot_window import open_scored_window, shoot  # noqa: E402
 
 OIAD_INTERACTIVE = {"epochs": 60, "n_morphs": 20}
 
@@ -33,29 +33,16 @@ def main() -> None:
     ap.add_argument("--detector", default="oiad", help="another detector shows its maps the same way (no strips)")
     args = ap.parse_args()
 
-    from PySide6.QtCore import QSettings
-
     from core.data.folders import scan_folder
     from core.data.synthetic import demo_dataset
     from core.evaluate import train_detector
-    from inspector_gui.app import create_window
 
     work = Path(tempfile.mkdtemp(prefix="ai-morphs-"))
     data = work / "demo_parts"
     shutil.copytree(args.data or demo_dataset(), data)
     settings_used = OIAD_INTERACTIVE if args.detector == "oiad" else {}
     detector, _ = train_detector(scan_folder(data), args.detector, settings_used, log=lambda m: None)
-    settings = QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat)
-    app, win = create_window(data, detector, preset=(args.detector, settings_used), settings=settings)
-    win.setProperty("quiet_errors", True)
-    win.resize(1880, 1020)
-    win.move(0, 0)
-    win.show()
-    wait_until(app, lambda: win.run is not None and win.run.outcome is not None, 900)
-    wait_until(app, lambda: win.run.run_id is not None, 60)
-    target = win.store.image_id(data / args.image)
-    win.gallery.view.select_path(str(win.store.absolute_path(target)))
-    win.show_image_id(target)
+    app, win = open_scored_window(data, detector, (args.detector, settings_used), work, args.image, timeout=900)
     win.viewer.set_opacity(0.5)
     shoot(app, win, args.out)
     win.close()

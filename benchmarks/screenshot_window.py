@@ -47,6 +47,28 @@ def shoot(app, window, name: str) -> None:
     print("wrote", OUT / name)
 
 
+def open_scored_window(data: Path, detector, preset: tuple[str, dict], work: Path, image: str,
+                       timeout: float):
+    """The window on `data` with `detector`'s scores (run stored), at screenshot size, `image` selected."""
+    from PySide6.QtCore import QSettings
+
+    from inspector_gui.app import create_window
+
+    # A fresh settings file: the first-run layout, not whatever the user last left.
+    settings = QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat)
+    app, win = create_window(data, detector, preset=preset, settings=settings)
+    win.setProperty("quiet_errors", True)
+    win.resize(1880, 1020)
+    win.move(0, 0)
+    win.show()
+    wait_until(app, lambda: win.run is not None and win.run.outcome is not None, timeout)
+    wait_until(app, lambda: win.run.run_id is not None, 60)
+    target = win.store.image_id(data / image)
+    win.gallery.view.select_path(str(win.store.absolute_path(target)))
+    win.show_image_id(target)
+    return app, win
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="a demo VAE saved by `anomaly-inspector demo --out`")
@@ -57,7 +79,6 @@ def main() -> None:
     from core.data.synthetic import demo_dataset
     from core.evaluate import train_detector
     from core.modelio import load_detector
-    from inspector_gui.app import create_window
 
     work = Path(tempfile.mkdtemp(prefix="ai-shots-"))
     data = work / "demo_parts"
@@ -68,21 +89,7 @@ def main() -> None:
         from core.data.folders import scan_folder
 
         detector, _ = train_detector(scan_folder(data), "vae", DEMO_SETTINGS, log=lambda m: None)
-    from PySide6.QtCore import QSettings
-
-    # A fresh settings file: the first-run layout, not whatever the user last left.
-    settings = QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat)
-    app, win = create_window(data, detector, preset=("vae", DEMO_SETTINGS), settings=settings)
-    win.setProperty("quiet_errors", True)
-    win.resize(1880, 1020)
-    win.move(0, 0)
-    win.show()
-    wait_until(app, lambda: win.run is not None and win.run.outcome is not None, 300)
-    wait_until(app, lambda: win.run.run_id is not None, 60)
-
-    target = win.store.image_id(data / args.image)
-    win.gallery.view.select_path(str(win.store.absolute_path(target)))
-    win.show_image_id(target)
+    app, win = open_scored_window(data, detector, ("vae", DEMO_SETTINGS), work, args.image, timeout=300)
     win.viewer.set_opacity(0.55)
     win.tabs.setCurrentWidget(win.threshold)
     shoot(app, win, "window_viewer.png")
