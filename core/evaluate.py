@@ -18,7 +18,7 @@ from core.data.folders import ImageFolder, ImageItem, scan_folder
 from core.data.images import Skipped, decode_image, decode_mask, load_images
 from core.detectors.base import Detector, ProgressFn, ScoreResult, StopFn, never_stop, no_progress
 from core.detectors.registry import create
-from core.scoring import pixel_map
+from core.scoring import pixel_map, shared_map_ranges
 
 Log = Callable[[str], None]
 
@@ -165,6 +165,13 @@ class TrainScoreOutcome:
     result: ScoreResult
     scored: LoadedImages  # the images the result rows refer to, in order
     train: LoadedImages
+    # One colour range per map component over the whole run; computed here, in the worker, because it reads
+    # every map (pixel maps of thousands of images) and must not run on the window's thread.
+    map_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.map_ranges:
+            self.map_ranges = shared_map_ranges(self.result.maps)
 
 
 def train_and_score(folder: ImageFolder, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,

@@ -26,7 +26,7 @@ from core.data.images import ImageLoadError, decode_image, decode_mask
 from core.detectors.base import MapGeometry
 from core.evaluate import TrainScoreOutcome, train_and_score
 from core.label_history import LabelHistory, LabelState, LabelStep
-from core.scoring import geometry_from_layout, map_layout, shared_map_ranges
+from core.scoring import geometry_from_layout, map_layout
 from core.store import Store
 from core.threshold import ThresholdModel
 from inspector_gui.gallery import GalleryWidget
@@ -315,7 +315,7 @@ class MainWindow(QMainWindow):
             paths.append(item.path)
             for k, v in result.components.items():
                 comps[k][image_id] = v[row]
-        ranges = shared_map_ranges(result.maps)
+        ranges = outcome.map_ranges
         layout = map_layout(result.geometry)
         self.run = RunView(None, det.name, result.default_component, comps, rows, outcome, det.params, ranges,
                            layout)
