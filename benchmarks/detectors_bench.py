@@ -25,7 +25,7 @@ DOCS = ROOT / "docs"
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.markdown_section import replace_section  # noqa: E402
-from core.cli import DEMO_SETTINGS  # noqa: E402
+from core.cli.demo import DEMO_SETTINGS  # noqa: E402
 
 # Paper 000 settings for real images (96 px patches, stride 16, N_conv 5, N_c 32, N_z 50); images resized
 # to 256 px squares so a category's scoring stays within the CPU budget.

@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--image", default="test/blowhole/002.png", help="demo image to show in the viewer")
     args = ap.parse_args()
 
-    from core.cli import DEMO_SETTINGS
+    from core.cli.demo import DEMO_SETTINGS
     from core.data.synthetic import demo_dataset
     from core.evaluate import train_detector
     from core.modelio import load_detector

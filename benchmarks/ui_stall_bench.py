@@ -26,7 +26,7 @@ from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from benchmarks.markdown_section import replace_section  # noqa: E402
-from core.cli import DEMO_SETTINGS  # noqa: E402
+from core.cli.demo import DEMO_SETTINGS  # noqa: E402
 from core.data.folders import scan_folder  # noqa: E402
 from core.data.synthetic import demo_dataset  # noqa: E402
 from core.evaluate import train_and_score  # noqa: E402

@@ -82,3 +82,20 @@ def test_help_lists_every_verb(capsys):
     out = capsys.readouterr().out
     for verb in ("train", "score", "evaluate", "demo", "detectors"):
         assert verb in out
+
+
+def test_core_command_line_without_a_window_opener_says_so(capsys):
+    """`python -m core.cli` has no window (core may not import the GUI): asking for it is a plain error."""
+    assert main([]) == 2
+    assert "anomaly-inspector" in capsys.readouterr().err
+
+
+def test_console_script_passes_the_window_opener(tmp_path, monkeypatch):
+    """The installed `anomaly-inspector` (inspector_gui.launch) opens the window for a bare path."""
+    from inspector_gui import launch
+
+    opened = []
+    monkeypatch.setattr(launch, "open_window", lambda path, **kw: opened.append(path) or 0)
+    assert launch.main([str(tmp_path)]) == 0
+    assert opened == [str(tmp_path)]
+    assert launch.main(["detectors"]) == 0 and opened == [str(tmp_path)]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.cli import DEMO_SETTINGS
+from core.cli.demo import DEMO_SETTINGS
 from core.data.patches import sliding_patches, to_tensor
 from core.data.synthetic import DemoSpec, generate
 from core.evaluate import evaluate

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
+from core.cli.store_verbs import add_commands as add_store_verbs
 from core.export import ExportCancelled, ExportError, ExportFilter, export_labeled, safe_name
 from core.store import Store
-from core.store_cli import add_store_commands
 
 
 def write_png(path: Path, value: int) -> Path:
@@ -199,7 +199,7 @@ def test_cli_export(project, tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
     def cli(argv: list[str]) -> int:
         parser = argparse.ArgumentParser()
-        add_store_commands(parser.add_subparsers())
+        add_store_verbs(parser.add_subparsers())
         args = parser.parse_args(argv)
         return args.func(args)
 

@@ -1,4 +1,4 @@
-"""Architecture rules: the engine never imports Qt, and the code stays ruff clean."""
+"""Architecture rules: the engine never imports Qt, the import-linter contracts hold, the code stays ruff clean."""
 
 import ast
 import shutil
@@ -43,3 +43,15 @@ def test_ruff_clean():
     proc = subprocess.run([ruff, "check", "core", "inspector_gui", "tests", "benchmarks"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_import_contracts_hold():
+    """The contracts in pyproject.toml ([tool.importlinter]): headless core, core's layers, independent
+    detector families, the window reaching files only through core."""
+    lint = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    if not Path(lint).exists():
+        pytest.fail("lint-imports (import-linter) is not installed: it is part of the [test] extra")
+    proc = subprocess.run([lint, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " 0 broken" in proc.stdout
+

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import pytest
 
+from core.cli.store_verbs import add_commands as add_store_verbs
 from core.store import (
     SCHEMA_VERSION,
     Store,
@@ -28,7 +29,6 @@ from core.store import (
     StoreVersionError,
     UnknownImageError,
 )
-from core.store_cli import add_store_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,7 +61,7 @@ def store(project: Path):
 
 def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="anomaly-inspector")
-    add_store_commands(parser.add_subparsers())
+    add_store_verbs(parser.add_subparsers())
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,8 +1,8 @@
 """Command-line verbs for the label store: `export`, `import-gt` and `label`.
 
-Hooked into core/cli.py with add_store_commands(subparsers). Each verb returns an exit status; errors a user
-can cause (missing or locked store, existing target, unknown image) print one line naming the file and
-return 2, like the rest of the command line, and never a traceback (unless the parser has --debug set).
+Hooked into the parser (core/cli/entry.py) with add_commands(subparsers). Each verb returns an exit status;
+errors a user can cause (missing or locked store, existing target, unknown image) print one line naming the
+file and return 2, like the rest of the command line, and never a traceback (unless --debug is set).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_store_commands(subparsers: Any) -> None:
+def add_commands(subparsers: Any) -> None:
     """Add `export`, `import-gt` and `label` to an argparse subparsers object (from add_subparsers())."""
     p = subparsers.add_parser(
         "export", help="copy labeled images into a good/ + <defect>/ folder set with a manifest",
