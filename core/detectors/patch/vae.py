@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.detectors.base import Param
+from core.detectors.patch.torch_patch import TRAIN_PARAMS, TorchPatchDetector
 from core.detectors.patch_base import PATCH_PARAMS
-from core.detectors.torch_patch import TRAIN_PARAMS, TorchPatchDetector
 from core.nets.conv import ConvDecoder, ConvEncoder
 
 LOG_2PI = math.log(2 * math.pi)

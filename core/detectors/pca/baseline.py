@@ -36,7 +36,7 @@ from core.data.patches import random_crops
 from core.detectors.base import Cancelled, DetectorError, FitReport, Param, ProgressFn, StopFn
 from core.detectors.patch_base import PATCH_PARAMS
 from core.detectors.pca_patch import PcaPatchDetector
-from core.device import seed_everything
+from core.detectors.torch_runtime import seed_everything
 
 PAPER_PCA_DIMS = "20,40,60,80,100"
 
