@@ -1,4 +1,4 @@
-"""The detector contract every method implements, and the result it returns.
+"""The detector contract every method implements: the Detector interface, its settings and its errors.
 
 The GUI, the CLI, the store and the benchmarks only ever talk to this interface, so a new method
 plugs in by subclassing `Detector` and registering a name (see `registry.py`). The result types live in

@@ -29,6 +29,10 @@ PCA_PARAMS: tuple[Param, ...] = (
 class PcaPatchDetector(PatchDetector):
     """Fits PCA on training patches, then a model on the PCA features (subclass: `fit_features`)."""
 
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        return {"patch_size": 16, "stride": 8, "pca_components": 6, "patches_per_image": 20}
+
     def fit_features(self, feats: np.ndarray, seed: int) -> None:
         raise NotImplementedError
 

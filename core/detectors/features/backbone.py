@@ -104,6 +104,10 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
 class FeatureDetector(TorchDevice, Detector):
     """Base of the pretrained-feature detectors: preprocessing, backbone features, heat maps, backbone check."""
 
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        return {"image_size": 32, "batch_size": 8}  # the smallest side the backbone takes; the net is the cost
+
     # -- preprocessing and features ---------------------------------------------------------------
     @property
     def taps(self) -> tuple[str, ...]:

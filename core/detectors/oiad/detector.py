@@ -67,6 +67,12 @@ class OIAD(TorchDevice, ColourChannels, Detector):
     components = ("OIAD", "SC_mse", "SC_loss", "SC_ssim", "recon", "outside")
     default_component = "OIAD"
 
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        # 16 px images, 6 codes, 4 morphs per code, one epoch: seconds, every stage still runs.
+        return {"image_size": 16, "width": 8, "latent": 6, "disc_hidden": 32, "disc_layers": 2, "epochs": 1,
+                "batch_size": 8, "n_morphs": 4, "codes": "top-2", "strip_length": 2, "decode_batch": 64}
+
     # -- preprocessing ---------------------------------------------------------------------------
     @property
     def latent(self) -> int:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
@@ -22,6 +24,10 @@ class PatchGMM(PcaPatchDetector):
     )
     components = ("M", "L", "D", "A")
     default_component = "M"
+
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        return {**super().quick_settings(), "n_components": 2}
 
     def fit_features(self, feats: np.ndarray, seed: int) -> None:
         gmm = GaussianMixture(self.params["n_components"], covariance_type="full",

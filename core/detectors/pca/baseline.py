@@ -96,6 +96,10 @@ class PcaBaselineDetector(PcaPatchDetector):
 
     criterion: str = ""
 
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        return {"image_size": 16, "pca_dims": "2,4"}
+
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         if self.params["patch_size"] is None:

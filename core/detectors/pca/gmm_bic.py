@@ -66,6 +66,10 @@ class PcaGmmBic(PcaBaselineDetector):
     default_component = "nll"
     criterion = "holdout mean full-space log-likelihood (BIC-chosen GMM on PCA features + isotropic Gaussian residual)"
 
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        return {**super().quick_settings(), "max_components": 3}
+
     def covariance_type(self, n: int, d: int) -> str:
         choice = self.params["covariance"]
         if choice != "auto":
