@@ -31,7 +31,7 @@ from core.data.folders import scan_folder  # noqa: E402
 from core.data.images import decode_image, decode_mask  # noqa: E402
 from core.data.synthetic import generate  # noqa: E402
 from core.detectors.registry import create  # noqa: E402
-from core.scoring import shared_map_ranges  # noqa: E402
+from core.detectors.results import shared_map_ranges  # noqa: E402
 from inspector_gui.viewer import ImageViewer  # noqa: E402
 
 VAE = {"patch_size": 32, "stride": 8, "n_conv": 4, "base_channels": 16, "latent": 16, "epochs": 5,

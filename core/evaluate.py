@@ -16,9 +16,9 @@ import numpy as np
 from core import metrics
 from core.data.folders import ImageFolder, ImageItem, scan_folder
 from core.data.images import Skipped, decode_image, decode_mask, load_images
-from core.detectors.base import Detector, ProgressFn, ScoreResult, StopFn, never_stop, no_progress
+from core.detectors.base import Detector, ProgressFn, StopFn, never_stop, no_progress
 from core.detectors.registry import create
-from core.scoring import pixel_map, shared_map_ranges
+from core.detectors.results import ScoreResult, pixel_map, shared_map_ranges
 
 Log = Callable[[str], None]
 

@@ -23,10 +23,9 @@ from PySide6.QtWidgets import (
 
 from core.data.folders import FolderError, ImageFolder, scan_folder
 from core.data.images import ImageLoadError, decode_image, decode_mask
-from core.detectors.base import MapGeometry
+from core.detectors.results import MapGeometry, geometry_from_layout, map_layout
 from core.evaluate import TrainScoreOutcome, train_and_score
 from core.label_history import LabelHistory, LabelState, LabelStep
-from core.scoring import geometry_from_layout, map_layout
 from core.store import Store
 from core.threshold import ThresholdModel
 from inspector_gui.gallery import GalleryWidget
@@ -52,7 +51,7 @@ class RunView:
     outcome: TrainScoreOutcome | None = None
     params: dict[str, Any] = field(default_factory=dict)
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
-    map_layout: dict[str, Any] = field(default_factory=dict)  # see core.scoring.map_layout
+    map_layout: dict[str, Any] = field(default_factory=dict)  # see core.detectors.results.map_layout
 
 
 class MainWindow(QMainWindow):

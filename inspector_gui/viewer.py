@@ -1,7 +1,7 @@
 """Image viewer: the part image with a heat-map overlay of one score component, the ground-truth contour
 and the values of every component under the cursor.
 
-The viewer only draws. Maps are spread onto the pixels by core.scoring.pixel_map (cached per image and
+The viewer only draws. Maps are spread onto the pixels by core.detectors.results.pixel_map (cached per image and
 component, see viewer_maps), and the "shared" colour range is computed by the caller over the whole run,
 so the viewer never needs every map of a run.
 """
@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.detectors.base import MapGeometry
+from core.detectors.results import MapGeometry
 from inspector_gui.viewer_maps import DenseMapCache, format_value, mask_contour, patch_cell, safe_levels
 
 # Menu label -> pyqtgraph colormap name. Perceptually ordered maps first; turbo for people used to "jet".

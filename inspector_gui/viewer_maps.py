@@ -13,12 +13,11 @@ from collections import OrderedDict
 import cv2
 import numpy as np
 
-from core.detectors.base import MapGeometry
-from core.scoring import pixel_map
+from core.detectors.results import MapGeometry, pixel_map
 
 
 class DenseMapCache:
-    """Pixel maps (core.scoring.pixel_map) of patch grids, least recently used first out.
+    """Pixel maps (core.detectors.results.pixel_map) of patch grids, least recently used first out.
 
     Keyed by the grid's *content* and geometry rather than the array object, because the main window may
     fetch the same map from the store again as a new array when the user comes back to an image; the

@@ -8,7 +8,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.mixture import GaussianMixture
 
 from core.detectors.base import Cancelled, DetectorError
-from core.detectors.gmm import gaussian_split
+from core.detectors.mixtures import gaussian_split
 from core.detectors.registry import available, create, parse_settings
 from core.modelio import load_detector
 from tests.conftest import TINY_VAE, random_images
@@ -62,7 +62,7 @@ def test_isolation_forest_scoring_equals_sklearn():
     feats = torch.randn(200, 6, dtype=torch.float64)
     # Rebuild scikit-learn's forest with the same seed on the same features to compare scores.
     from core.data.patches import random_crops
-    from core.device import seed_everything
+    from core.detectors.torch_runtime import seed_everything
 
     gen = seed_everything(0)
     tensors, _ = det.prepare(images)
@@ -153,7 +153,7 @@ def test_images_smaller_than_a_patch_are_scaled_up_and_colour_is_handled():
 
 def test_scoring_halves_the_batch_when_the_device_runs_out_of_memory():
     from core.detectors.base import never_stop, no_progress
-    from core.scoring import score_sliding_windows
+    from core.detectors.sliding_windows import score_sliding_windows
 
     seen = []
 

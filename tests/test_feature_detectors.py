@@ -13,9 +13,9 @@ import torch
 from core.data.images import decode_image
 from core.data.synthetic import DemoSpec, generate
 from core.detectors.base import Cancelled, DetectorError
-from core.detectors.feature_backbone import backbone_identity
-from core.detectors.padim import PaDiM
-from core.detectors.patchcore import PatchCore, greedy_coreset, nearest_distances
+from core.detectors.features.backbone import backbone_identity
+from core.detectors.features.padim import PaDiM
+from core.detectors.features.patchcore import PatchCore, greedy_coreset, nearest_distances
 from core.detectors.registry import available, create, detector_class
 from core.evaluate import evaluate
 from core.modelio import load_detector
@@ -166,7 +166,7 @@ def test_no_network_access_while_fitting_and_scoring(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    import core.detectors.feature_backbone as fb
+    import core.detectors.features.backbone as fb
 
     monkeypatch.setattr(fb, "_NETS", {})  # force the weights to be loaded again, under the block
     images = _images(tiny_demo)[:4]

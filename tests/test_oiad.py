@@ -13,15 +13,15 @@ from core import metrics
 from core.data.digits import one_class_task
 from core.detectors.base import Cancelled, DetectorError
 from core.detectors.oiad import OIAD
-from core.detectors.oiad_morphs import (
+from core.detectors.oiad.morphs import (
     excursion,
     fractile_intervals,
     morph_latents,
     search_morph_values,
     strip_values,
 )
-from core.detectors.oiad_params import parse_codes
-from core.detectors.oiad_train import train_detector_vae
+from core.detectors.oiad.params import parse_codes
+from core.detectors.oiad.training import train_detector_vae
 from core.detectors.registry import available, parse_settings
 from core.evaluate import evaluate
 from core.modelio import load_detector

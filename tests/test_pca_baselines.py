@@ -14,9 +14,9 @@ from threadpoolctl import threadpool_limits
 from core import metrics
 from core.data.digits import one_class_task
 from core.detectors.base import Cancelled, DetectorError
-from core.detectors.gmm_bic import PcaGmmBic, mixture_nll
-from core.detectors.kde import PcaKDE, bandwidth_grid, cv_bandwidth, kde_log_density
-from core.detectors.ocsvm import PcaOneClassSVM
+from core.detectors.pca.gmm_bic import PcaGmmBic, mixture_nll
+from core.detectors.pca.kde import PcaKDE, bandwidth_grid, cv_bandwidth, kde_log_density
+from core.detectors.pca.ocsvm import PcaOneClassSVM
 from core.detectors.registry import create, parse_settings
 from core.modelio import load_detector
 
@@ -89,7 +89,7 @@ def test_kde_detector_scores_are_minus_sklearn_log_density(fitted, task):
     h = det.metadata["model"]["bandwidth"]
     kde = KernelDensity(kernel="gaussian", bandwidth=h).fit(feats)
     test_feats = training_features(det, task.test[:40])
-    # Scores pass through float32 in the shared sliding-window scorer (core/scoring.py).
+    # Scores pass through float32 in the shared sliding-window scorer (core/detectors/sliding_windows.py).
     np.testing.assert_allclose(det.score(task.test[:40]).scores, -kde.score_samples(test_feats), rtol=1e-6)
 
 

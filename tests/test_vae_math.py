@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from core.detectors.patch.vae import GaussianVAE, elbo_terms
 from core.detectors.registry import create
-from core.detectors.vae import GaussianVAE, elbo_terms
 from tests.conftest import TINY_VAE, random_images
 
 

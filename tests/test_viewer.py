@@ -10,8 +10,7 @@ from PySide6.QtGui import QColor, QMouseEvent, QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from core.detectors.base import MapGeometry
-from core.scoring import geometry_from_layout, map_layout, pixel_map
+from core.detectors.results import MapGeometry, geometry_from_layout, map_layout, pixel_map
 from inspector_gui.viewer import HOVER_HINT, ImageViewer
 from inspector_gui.viewer_maps import mask_contour, patch_cell
 

@@ -1,7 +1,9 @@
-"""The detector contract every method implements, and the result it returns.
+"""The detector contract every method implements: the Detector interface, its settings and its errors.
 
 The GUI, the CLI, the store and the benchmarks only ever talk to this interface, so a new method
-plugs in by subclassing `Detector` and registering a name (see `registry.py`).
+plugs in by subclassing `Detector` and registering a name (see `registry.py`). The result types live in
+`results.py`; model files in `model_file.py` (this module writes them, `core.modelio` reads them back into the
+registered class).
 """
 
 from __future__ import annotations
@@ -16,17 +18,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from core.detectors.errors import Cancelled, DetectorError
+from core.detectors.model_file import write_model_file
+from core.detectors.results import ScoreResult
+
+__all__ = ["Cancelled", "Detector", "DetectorError", "FitReport", "Param", "ProgressFn", "StopFn", "never_stop",
+           "no_progress"]
+
 # progress(done, total, info): info carries live values such as {"loss": 123.4, "epoch": 3}.
 ProgressFn = Callable[[int, int, dict], None]
 StopFn = Callable[[], bool]
-
-
-class Cancelled(Exception):
-    """Raised inside fit/score when `should_stop()` turned true; the caller asked for it."""
-
-
-class DetectorError(Exception):
-    """A user-facing problem with a detector or a model file (message names the file)."""
 
 
 def no_progress(done: int, total: int, info: dict) -> None:
@@ -35,64 +36,6 @@ def no_progress(done: int, total: int, info: dict) -> None:
 
 def never_stop() -> bool:
     return False
-
-
-@dataclass(frozen=True)
-class MapGeometry:
-    """Where a score map lies on the image it came from.
-
-    A map of shape (gh, gw) on a patch grid: cell (i, j) scores the patch whose top-left corner is
-    (i * stride, j * stride) in the *processed* image of shape `input_shape`, `patch` pixels square.
-    A pixel map has patch = stride = 1. `original_shape` is the image as decoded from disk, so an overlay
-    scales by original_shape / input_shape.
-    """
-
-    input_shape: tuple[int, int]
-    original_shape: tuple[int, int]
-    patch: int
-    stride: int
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class ScoreResult:
-    """Scores of a batch of images.
-
-    scores: (N,) the default component, higher = more anomalous.
-    components: name -> (N,) every component the method defines (e.g. L, D, A, M); includes the default.
-    maps: name -> list of N 2-D float32 arrays (patch or pixel grid), one per image.
-    geometry: one MapGeometry per image.
-    extras: method-specific small payloads (e.g. OIAD morph strips), name -> list of N items.
-    """
-
-    default_component: str
-    components: dict[str, np.ndarray]
-    maps: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    geometry: list[MapGeometry] = field(default_factory=list)
-    extras: dict[str, list[Any]] = field(default_factory=dict)
-
-    @property
-    def scores(self) -> np.ndarray:
-        return self.components[self.default_component]
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    @staticmethod
-    def concatenate(parts: Sequence[ScoreResult]) -> ScoreResult:
-        """Join the results of consecutive batches (same detector)."""
-        if not parts:
-            raise ValueError("nothing to concatenate")
-        first = parts[0]
-        return ScoreResult(
-            default_component=first.default_component,
-            components={k: np.concatenate([p.components[k] for p in parts]) for k in first.components},
-            maps={k: [m for p in parts for m in p.maps[k]] for k in first.maps},
-            geometry=[g for p in parts for g in p.geometry],
-            extras={k: [e for p in parts for e in p.extras[k]] for k in first.extras},
-        )
 
 
 @dataclass(frozen=True)
@@ -211,9 +154,35 @@ class Detector(ABC):
         return self._score(images, progress=progress, should_stop=should_stop)
 
     def save(self, path: str | Path) -> None:
-        from core.modelio import save_detector
+        path = Path(path)
+        if not self.fitted:
+            raise DetectorError(f"{path}: cannot save an untrained {self.name} detector")
+        meta = {"method": self.name, "params": self.params, "metadata": self.metadata,
+                "fit_report": self.fit_report.to_json() if self.fit_report else None}
+        write_model_file(path, self._state(), meta)
 
-        save_detector(self, Path(path))
+    @classmethod
+    def restore(cls, meta: dict[str, Any], state: dict[str, Any], source: str | Path) -> Detector:
+        """The trained detector a model file describes (`source` names the file in errors). Settings the
+        class no longer knows are dropped, so models from older versions still load."""
+        known = {p.name for p in cls.PARAMS}
+        detector = cls(**{k: v for k, v in meta["params"].items() if k in known})
+        detector.metadata = dict(meta.get("metadata") or {})
+        try:
+            detector._load_state(state)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise DetectorError(f"{source}: the weights do not fit the {cls.name} detector ({exc})") from None
+        if meta.get("fit_report"):
+            detector.fit_report = FitReport(**meta["fit_report"])
+        detector.fitted = True
+        return detector
+
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        """Settings that make fit + score take about a second on a few 32 px images: what the contract tests
+        (tests/test_detector_contract.py) run every registered detector with. A new detector that trains
+        slowly at its defaults overrides this."""
+        return {}
 
     # -- for subclasses ----------------------------------------------------------------------------
     @abstractmethod

@@ -1,5 +1,6 @@
-"""What every patch-based detector of paper 000 shares: preprocessing, sliding-window geometry and the
-settings for them. Subclasses turn a batch of patches into per-patch component scores."""
+"""What every sliding-window detector shares (paper 000's patch detectors and, in patch mode, paper 001's PCA
+baselines): preprocessing, sliding-window geometry and the settings for them. Subclasses turn a batch of
+patches into per-patch component scores. Shared by the patch and PCA families, so it lives beside them."""
 
 from __future__ import annotations
 
@@ -9,38 +10,37 @@ import cv2
 import numpy as np
 import torch
 
-from core.data.images import common_channels, convert_channels, resize_image
+from core.data.images import resize_image
 from core.data.patches import to_tensor
-from core.detectors.base import Detector, MapGeometry, Param, ProgressFn, ScoreResult, StopFn
-from core.scoring import AGGREGATES, aggregate, score_sliding_windows
+from core.detectors import settings
+from core.detectors.base import Detector, Param, ProgressFn, StopFn
+from core.detectors.channels import ColourChannels
+from core.detectors.results import MapGeometry, ScoreResult
+from core.detectors.sliding_windows import AGGREGATES, aggregate, score_sliding_windows
 
 PATCH_PARAMS: tuple[Param, ...] = (
     Param("patch_size", 96, "side of the square patches (paper: 96)", minimum=8),
     Param("stride", 16, "sliding-window step at scoring time (paper: 16)", minimum=1),
     Param("image_size", None, "resize images to this square side first (none = keep size)", minimum=8, kind=int),
     Param("aggregate", "max", "image score from its patch scores", choices=AGGREGATES),
-    Param("channels", "auto", "colour handling; auto = RGB if any training image has colour",
-          choices=("auto", "gray", "rgb")),
-    Param("seed", 0, "random seed (initialisation, crops)"),
-    Param("device", "auto", "torch device: auto, cpu, cuda, mps"),
-    Param("batch_size", 64, "patches per batch", minimum=1),
+    settings.CHANNELS,
+    settings.seed("initialisation, crops"),
+    settings.DEVICE,
+    settings.batch_size(64, "patches per batch"),
 )
 
 
-class PatchDetector(Detector):
+class PatchDetector(ColourChannels, Detector):
     """Base for detectors that score an image by sliding a window over it."""
 
     def prepare(self, images: Sequence[np.ndarray]) -> tuple[list[torch.Tensor], list[MapGeometry]]:
         """Same channels and size policy at fit and score time; geometry to overlay maps later."""
-        if "channels_used" not in self.metadata:
-            choice = self.params["channels"]
-            self.metadata["channels_used"] = common_channels(images) if choice == "auto" else choice
-        channels = self.metadata["channels_used"]
+        self.channels_for(images)
         size, patch, stride = self.params["image_size"], self.params["patch_size"], self.params["stride"]
         tensors, geometry = [], []
         for img in images:
             original = (int(img.shape[0]), int(img.shape[1]))
-            out = resize_image(convert_channels(img, channels), size)
+            out = resize_image(self.convert(img), size)
             if min(out.shape[:2]) < patch:  # too small for one window: scale up just enough
                 scale = patch / min(out.shape[:2])
                 new = (max(patch, round(out.shape[1] * scale)), max(patch, round(out.shape[0] * scale)))
@@ -49,10 +49,6 @@ class PatchDetector(Detector):
             tensors.append(to_tensor(out.astype(np.float32, copy=False)))
             geometry.append(MapGeometry((int(out.shape[0]), int(out.shape[1])), original, patch, stride))
         return tensors, geometry
-
-    @property
-    def n_channels(self) -> int:
-        return 3 if self.metadata.get("channels_used") == "rgb" else 1
 
     def patch_scores(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-patch component values for a batch (N, C, P, P) -> name -> (N,)."""

@@ -1,4 +1,5 @@
-"""Patch detectors on PCA features (paper 000's GMM and Isolation Forest; paper 001's baselines).
+"""Patch detectors on PCA features (paper 000's GMM and Isolation Forest; paper 001's baselines). Shared by
+the patch and PCA families, so it lives beside them.
 
 Training: `patches_per_image` random crops per training image (paper 000 used ten), flattened, reduced to
 `pca_components` dimensions with PCA. Scoring projects every sliding window with one matrix product.
@@ -6,6 +7,7 @@ Training: `patches_per_image` random crops per training image (paper 000 used te
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +18,7 @@ from sklearn.decomposition import PCA
 from core.data.patches import random_crops
 from core.detectors.base import Cancelled, FitReport, Param, ProgressFn, StopFn
 from core.detectors.patch_base import PatchDetector
-from core.device import seed_everything
+from core.detectors.torch_runtime import seed_everything
 
 PCA_PARAMS: tuple[Param, ...] = (
     Param("patches_per_image", 10, "random crops per training image (paper 000: 10)", minimum=1),
@@ -27,6 +29,10 @@ PCA_PARAMS: tuple[Param, ...] = (
 class PcaPatchDetector(PatchDetector):
     """Fits PCA on training patches, then a model on the PCA features (subclass: `fit_features`)."""
 
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        return {"patch_size": 16, "stride": 8, "pca_components": 6, "patches_per_image": 20}
+
     def fit_features(self, feats: np.ndarray, seed: int) -> None:
         raise NotImplementedError
 
@@ -34,8 +40,6 @@ class PcaPatchDetector(PatchDetector):
         raise NotImplementedError
 
     def _fit(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> FitReport:
-        import time
-
         start = time.perf_counter()
         seed = int(self.params["seed"])
         gen = seed_everything(seed)

@@ -1,10 +1,18 @@
-"""Detectors by name, as the CLI, the window and model files refer to them."""
+"""Detectors by name, as the CLI, the window and model files refer to them.
+
+The built-in families are imported and registered here, at import, so they are always available; a plug-in
+calls `register` and joins them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from core.detectors.base import Detector, DetectorError
+from core.detectors.features import PaDiM, PatchCore
+from core.detectors.oiad import OIAD
+from core.detectors.patch import PatchAE, PatchGMM, PatchIsolationForest, PatchVAE
+from core.detectors.pca import PcaGmmBic, PcaKDE, PcaOneClassSVM
 
 _REGISTRY: dict[str, type[Detector]] = {}
 _ALIASES: dict[str, str] = {}
@@ -17,44 +25,27 @@ def register(cls: type[Detector], *aliases: str) -> type[Detector]:
     return cls
 
 
-def _load_builtins() -> None:
-    if _REGISTRY:
-        return
-    from core.detectors.gmm import PatchGMM
-    from core.detectors.iforest import PatchIsolationForest
-    from core.detectors.vae import PatchAE, PatchVAE
-
-    register(PatchVAE, "patch-vae")
-    register(PatchAE, "patch-ae")
-    register(PatchGMM)
-    register(PatchIsolationForest, "isolation-forest")
-
-    from core.detectors.padim import PaDiM
-    from core.detectors.patchcore import PatchCore
-
-    register(PatchCore, "patch-core")
-    register(PaDiM)
-
-    from core.detectors.oiad import OIAD
-
-    register(OIAD)
-
-    from core.detectors.gmm_bic import PcaGmmBic
-    from core.detectors.kde import PcaKDE
-    from core.detectors.ocsvm import PcaOneClassSVM
-
-    register(PcaKDE)
-    register(PcaOneClassSVM, "oc-svm")
-    register(PcaGmmBic, "gmm-bic")
+BUILTINS: tuple[tuple[type[Detector], tuple[str, ...]], ...] = (
+    (PatchVAE, ("patch-vae",)),
+    (PatchAE, ("patch-ae",)),
+    (PatchGMM, ()),
+    (PatchIsolationForest, ("isolation-forest",)),
+    (PatchCore, ("patch-core",)),
+    (PaDiM, ()),
+    (OIAD, ()),
+    (PcaKDE, ()),
+    (PcaOneClassSVM, ("oc-svm",)),
+    (PcaGmmBic, ("gmm-bic",)),
+)
+for _cls, _aliases in BUILTINS:
+    register(_cls, *_aliases)
 
 
 def available() -> list[str]:
-    _load_builtins()
     return sorted(_REGISTRY)
 
 
 def detector_class(name: str) -> type[Detector]:
-    _load_builtins()
     key = _ALIASES.get(name, name)
     if key not in _REGISTRY:
         raise DetectorError(f"unknown detector {name!r}; available: {', '.join(available())}")

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.detectors.base import DetectorError, FitReport, Param, ProgressFn, ScoreResult, StopFn
-from core.detectors.feature_backbone import FEATURE_PARAMS, FeatureDetector
+from core.detectors.base import DetectorError, FitReport, Param, ProgressFn, StopFn
+from core.detectors.features.backbone import FEATURE_PARAMS, FeatureDetector
+from core.detectors.results import ScoreResult
 
 
 class PaDiM(FeatureDetector):
@@ -60,7 +61,7 @@ class PaDiM(FeatureDetector):
         t0 = time.perf_counter()
         self.stamp_backbone()
         channels = self._choose_channels()
-        device = self.device()
+        device = self.device
         acc_device = device if device.type != "mps" else torch.device("cpu")  # MPS has no float64
         total = torch.zeros(0)
         outer = torch.zeros(0)

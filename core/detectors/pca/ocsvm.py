@@ -16,8 +16,8 @@ import torch
 from sklearn.svm import OneClassSVM
 
 from core.detectors.base import DetectorError, Param, StopFn
-from core.detectors.kde import squared_distances
-from core.detectors.pca_baselines import BASELINE_PARAMS, PcaBaselineDetector
+from core.detectors.pca.baseline import BASELINE_PARAMS, PcaBaselineDetector
+from core.detectors.pca.distances import squared_distances
 
 CHUNK = 4096
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from core.detectors.base import FitReport, ProgressFn, StopFn
-from core.detectors.torch_patch import run_training
+from core.detectors.training_loop import run_training
 from core.nets.oiad_nets import DetectorVAE, TCDiscriminator, beta_regulariser, kl_per_code, permute_dims
 
 TERMS = ("loss", "rec", "kl", "tc", "disc")

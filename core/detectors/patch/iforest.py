@@ -7,6 +7,8 @@ identical to -IsolationForest.score_samples.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.ensemble import IsolationForest
@@ -34,6 +36,10 @@ class PatchIsolationForest(PcaPatchDetector):
         Param("contamination", 0.05, "expected anomaly share r; sets the default threshold", minimum=0.0,
               maximum=0.5),
     )
+
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        return {**super().quick_settings(), "n_estimators": 10}
 
     def fit_features(self, feats: np.ndarray, seed: int) -> None:
         forest = IsolationForest(n_estimators=self.params["n_estimators"],

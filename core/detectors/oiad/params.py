@@ -3,8 +3,9 @@ window's settings form are built from OIAD_PARAMS."""
 
 from __future__ import annotations
 
+from core.detectors import settings
 from core.detectors.base import DetectorError, Param
-from core.detectors.oiad_morphs import METRICS
+from core.detectors.oiad.morphs import METRICS
 
 OIAD_PARAMS: tuple[Param, ...] = (
     Param("mode", "image", "image: whole images resized to image_size (the paper); patch: sliding patches",
@@ -24,10 +25,10 @@ OIAD_PARAMS: tuple[Param, ...] = (
     Param("gamma", 40.0, "weight of the total-correlation term (paper: 40)", minimum=0.0),
     Param("eta", 0.1, "weight of the (1/beta_j - 1)^2 regulariser (paper: 0.1)", minimum=0.0),
     Param("epochs", 100, "passes over the training images", minimum=1),
-    Param("batch_size", 64, "training batch", minimum=2),
+    settings.batch_size(64, "training batch", minimum=2),
     Param("lr", 1e-3, "Adam learning rate of the VAE", minimum=0.0),
     Param("lr_disc", 1e-4, "Adam learning rate of the TC discriminator (FactorVAE: 1e-4)", minimum=0.0),
-    Param("time_budget", 0.0, "stop training after this many seconds (0 = no limit)", minimum=0.0),
+    settings.TIME_BUDGET,
     Param("val_share", 0.2, "share of the good images held out for code ranges and SC intervals",
           minimum=0.0, maximum=0.9),
     Param("n_morphs", 100, "morphs per image and code, m (paper: 100; lower it for interactive use)", minimum=1),
@@ -43,10 +44,9 @@ OIAD_PARAMS: tuple[Param, ...] = (
     Param("strip_length", 8, "morphs per code kept for the window's morph strip", minimum=2),
     Param("strip_metric", "ssim", "SC metric shown in the morph strips", choices=METRICS),
     Param("decode_batch", 512, "morphs decoded per batch", minimum=1),
-    Param("channels", "auto", "colour handling; auto = RGB if any training image has colour",
-          choices=("auto", "gray", "rgb")),
-    Param("seed", 0, "random seed (initialisation, batches, morph search)"),
-    Param("device", "auto", "torch device: auto, cpu, cuda, mps"),
+    settings.CHANNELS,
+    settings.seed("initialisation, batches, morph search"),
+    settings.DEVICE,
 )
 
 MAX_VAL_PATCHES = 512  # patch mode: validation patches used for ranges and intervals

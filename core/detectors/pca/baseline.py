@@ -36,7 +36,7 @@ from core.data.patches import random_crops
 from core.detectors.base import Cancelled, DetectorError, FitReport, Param, ProgressFn, StopFn
 from core.detectors.patch_base import PATCH_PARAMS
 from core.detectors.pca_patch import PcaPatchDetector
-from core.device import seed_everything
+from core.detectors.torch_runtime import seed_everything
 
 PAPER_PCA_DIMS = "20,40,60,80,100"
 
@@ -95,6 +95,10 @@ class PcaBaselineDetector(PcaPatchDetector):
     """
 
     criterion: str = ""
+
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        return {"image_size": 16, "pca_dims": "2,4"}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

@@ -17,7 +17,8 @@ import torch
 from sklearn.model_selection import KFold
 
 from core.detectors.base import Cancelled, Param, StopFn
-from core.detectors.pca_baselines import BASELINE_PARAMS, PcaBaselineDetector
+from core.detectors.pca.baseline import BASELINE_PARAMS, PcaBaselineDetector
+from core.detectors.pca.distances import squared_distances
 
 CHUNK_ELEMENTS = 2 ** 24  # distance-matrix entries per chunk (x bandwidths): ~130 MB in float64
 
@@ -25,12 +26,6 @@ CHUNK_ELEMENTS = 2 ** 24  # distance-matrix entries per chunk (x bandwidths): ~1
 def bandwidth_grid(feats: np.ndarray, count: int = 31) -> np.ndarray:
     scale = math.sqrt(max(float(feats.var(axis=0).mean()), 1e-24))
     return scale * np.logspace(-2.0, 1.0, count)
-
-
-def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(n, m) squared Euclidean distances in float64, clamped at 0 (cancellation of the expanded form)."""
-    d2 = a.pow(2).sum(1)[:, None] + b.pow(2).sum(1)[None, :] - 2.0 * a @ b.T
-    return d2.clamp_min(0.0)
 
 
 def kde_log_density(x: torch.Tensor, train: torch.Tensor, bandwidths: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ collapse (seen on 100 digits in 20 dims: uncapped, BIC chose 12 full components 
 log-likelihood was -10^6; capped at d + 1 samples per component it still chose the cap). On small training
 sets this leaves full covariances with few candidate counts (125 digits in 20 dims: k = 2 only).
 Score = -log p(x) under the whole mixture (`nll`, default); the split of paper 000 under the most likely
-component (L = D + A + M, see gmm.py) is kept as extra components.
+component (L = D + A + M, see core/detectors/mixtures.py) is kept as extra components.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import torch
 from sklearn.mixture import GaussianMixture
 
 from core.detectors.base import Cancelled, Param, StopFn
-from core.detectors.gmm import gaussian_split
-from core.detectors.pca_baselines import BASELINE_PARAMS, PcaBaselineDetector
+from core.detectors.mixtures import gaussian_split
+from core.detectors.pca.baseline import BASELINE_PARAMS, PcaBaselineDetector
 
 COVARIANCES = ("auto", "full", "diag", "tied", "spherical")
 
@@ -65,6 +65,10 @@ class PcaGmmBic(PcaBaselineDetector):
     components = ("nll", "L", "M", "D", "A")
     default_component = "nll"
     criterion = "holdout mean full-space log-likelihood (BIC-chosen GMM on PCA features + isotropic Gaussian residual)"
+
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        return {**super().quick_settings(), "max_components": 3}
 
     def covariance_type(self, n: int, d: int) -> str:
         choice = self.params["covariance"]

@@ -1,10 +1,10 @@
 """OIAD (paper 001): a disentangled Detector-VAE, PR-morphs and structure consistency.
 
-fit: train the Detector-VAE with its TC discriminator (oiad_train) on all but `val_share` of the good
+fit: train the Detector-VAE with its TC discriminator (oiad/training.py) on all but `val_share` of the good
 images; on the held-out normals measure each code's normal value range, rank the codes and select some,
 and record the SC of the validation normals (their alpha / (1 - alpha) fractiles are the intervals).
 score: for each image and selected code, search m natural morphs, decode them in batches, and compare
-(oiad_morphs). Components (higher = more anomalous for every one):
+(oiad/morphs.py). Components (higher = more anomalous for every one):
     SC_mse, SC_loss, SC_ssim   largest normalised excursion over the selected codes, per metric
     OIAD (default)             mean of the three
     SC_<code>                  per selected code, mean excursion over the three metrics
@@ -29,21 +29,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.data.images import common_channels, convert_channels, resize_image
+from core.data.images import resize_image
 from core.data.patches import random_crops, sliding_patches, to_tensor
 from core.detectors.base import (
     Cancelled,
     Detector,
     DetectorError,
     FitReport,
-    MapGeometry,
     ProgressFn,
-    ScoreResult,
     StopFn,
     never_stop,
     no_progress,
 )
-from core.detectors.oiad_morphs import (
+from core.detectors.channels import ColourChannels
+from core.detectors.oiad.morphs import (
     HIGHER_IS_ANOMALOUS,
     METRICS,
     auto_candidates,
@@ -55,29 +54,26 @@ from core.detectors.oiad_morphs import (
     strip_values,
     structure_consistency,
 )
-from core.detectors.oiad_params import MAX_VAL_PATCHES, OIAD_PARAMS, parse_codes
-from core.detectors.oiad_train import train_detector_vae
-from core.device import pick_device, seed_everything
+from core.detectors.oiad.params import MAX_VAL_PATCHES, OIAD_PARAMS, parse_codes
+from core.detectors.oiad.training import train_detector_vae
+from core.detectors.results import MapGeometry, ScoreResult
+from core.detectors.torch_runtime import TorchDevice, load_net_state, net_state, seed_everything
 from core.nets.oiad_nets import DetectorVAE, TCDiscriminator
 
 
-class OIAD(Detector):
+class OIAD(TorchDevice, ColourChannels, Detector):
     name = "oiad"
     PARAMS = OIAD_PARAMS
     components = ("OIAD", "SC_mse", "SC_loss", "SC_ssim", "recon", "outside")
     default_component = "OIAD"
 
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        # 16 px images, 6 codes, 4 morphs per code, one epoch: seconds, every stage still runs.
+        return {"image_size": 16, "width": 8, "latent": 6, "disc_hidden": 32, "disc_layers": 2, "epochs": 1,
+                "batch_size": 8, "n_morphs": 4, "codes": "top-2", "strip_length": 2, "decode_batch": 64}
+
     # -- preprocessing ---------------------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        if not hasattr(self, "_device"):
-            self._device = pick_device(self.params["device"])
-        return self._device
-
-    @property
-    def n_channels(self) -> int:
-        return 3 if self.metadata.get("channels_used") == "rgb" else 1
-
     @property
     def latent(self) -> int:
         return self.params["latent"] or (40 if self.n_channels == 3 else 20)
@@ -87,16 +83,14 @@ class OIAD(Detector):
         return self.params["image_size"] if self.params["mode"] == "image" else self.params["patch"]
 
     def prepare(self, images: Sequence[np.ndarray]) -> tuple[list[torch.Tensor], list[MapGeometry]]:
-        if "channels_used" not in self.metadata:
-            choice = self.params["channels"]
-            self.metadata["channels_used"] = common_channels(images) if choice == "auto" else choice
+        self.channels_for(images)
         size = self.params["image_size"]
         image_mode = self.params["mode"] == "image"
         if not image_mode and self.params["patch"] > size:
             raise DetectorError(f"oiad: patch {self.params['patch']} is larger than image_size {size}")
         tensors, geometry = [], []
         for img in images:
-            out = resize_image(convert_channels(img, self.metadata["channels_used"]), size)
+            out = resize_image(self.convert(img), size)
             tensors.append(to_tensor(out.astype(np.float32, copy=False)))
             original = (int(img.shape[0]), int(img.shape[1]))
             if image_mode:
@@ -365,7 +359,7 @@ class OIAD(Detector):
 
     # -- persistence ------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {f"net.{k}": v.detach().cpu() for k, v in self.net.state_dict().items()}
+        state: dict[str, Any] = net_state(self.net)
         state.update({"code_lo": self.code_lo, "code_hi": self.code_hi,
                       "relevance": torch.from_numpy(np.asarray(self.relevance, np.float32)),
                       "codes": torch.from_numpy(self.codes), "val_sc": torch.from_numpy(self.val_sc_values)})
@@ -373,7 +367,7 @@ class OIAD(Detector):
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.build()
-        self.net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        load_net_state(self.net, state)
         self.net.to(self.device).eval()
         self.code_lo, self.code_hi = state["code_lo"].float(), state["code_hi"].float()
         self.relevance = state["relevance"].numpy()

@@ -35,12 +35,12 @@ from core.detectors.base import (
     FitReport,
     Param,
     ProgressFn,
-    ScoreResult,
     StopFn,
     never_stop,
     no_progress,
 )
-from core.detectors.feature_backbone import FEATURE_PARAMS, FeatureDetector
+from core.detectors.features.backbone import FEATURE_PARAMS, FeatureDetector
+from core.detectors.results import ScoreResult
 
 
 def greedy_coreset(x: torch.Tensor, k: int, *, seed: int = 0, progress: ProgressFn = no_progress,
@@ -194,7 +194,7 @@ class PatchCore(FeatureDetector):
     @torch.inference_mode()
     def _score(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> ScoreResult:
         assert self.bank is not None
-        device = self.device()
+        device = self.device
         bank = self.bank.to(device)
         bank_sq = (bank * bank).sum(1)
         scores = np.zeros(len(images), dtype=np.float64)

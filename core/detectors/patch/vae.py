@@ -12,17 +12,22 @@ anomalous; M divides that uncertainty out and stays flat on normal regions.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core.detectors.base import Param
+from core.detectors.patch.torch_patch import TRAIN_PARAMS, TorchPatchDetector
 from core.detectors.patch_base import PATCH_PARAMS
-from core.detectors.torch_patch import TRAIN_PARAMS, TorchPatchDetector
 from core.nets.conv import ConvDecoder, ConvEncoder
 
 LOG_2PI = math.log(2 * math.pi)
+
+# A real model, just tiny (16 px patches, 4 latent dims, one epoch): seconds on a few 32 px images.
+QUICK = {"patch_size": 16, "stride": 8, "n_conv": 2, "base_channels": 4, "latent": 4, "epochs": 1,
+         "patches_per_image": 4, "batch_size": 16}
 
 ARCH_PARAMS: tuple[Param, ...] = (
     Param("n_conv", 5, "convolution layers in the encoder (paper: 5 for real data, 4 for 32 px)", minimum=1),
@@ -70,6 +75,10 @@ class PatchVAE(TorchPatchDetector):
     components = ("M", "L", "D", "A")
     default_component = "M"
 
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        return dict(QUICK)
+
     def build_net(self) -> nn.Module:
         p = self.params
         return GaussianVAE(self.n_channels, p["patch_size"], p["n_conv"], p["base_channels"], p["latent"],
@@ -96,6 +105,10 @@ class PatchAE(TorchPatchDetector):
     PARAMS = PATCH_PARAMS + TRAIN_PARAMS + ARCH_PARAMS
     components = ("score",)
     default_component = "score"
+
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        return dict(QUICK)
 
     def build_net(self) -> nn.Module:
         p = self.params

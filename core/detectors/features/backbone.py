@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from core.data.images import convert_channels
-from core.detectors.base import Cancelled, Detector, DetectorError, MapGeometry, Param, ProgressFn, StopFn
-from core.device import pick_device
+from core.detectors import settings
+from core.detectors.base import Cancelled, Detector, DetectorError, Param, ProgressFn, StopFn
+from core.detectors.results import MapGeometry
+from core.detectors.torch_runtime import TorchDevice
 from core.nets.efficientnet_lite import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -48,9 +50,9 @@ FEATURE_PARAMS: tuple[Param, ...] = (
           choices=("imagenet", "tflite")),
     Param("smooth_sigma", 4.0, "Gaussian smoothing of the heat map, in pixels of the resized image (0 = none)",
           minimum=0.0),
-    Param("batch_size", 16, "images per backbone batch", minimum=1),
-    Param("seed", 0, "random seed (patch sampling, coreset start, channel subset)"),
-    Param("device", "auto", "torch device: auto, cpu, cuda, mps"),
+    settings.batch_size(16, "images per backbone batch"),
+    settings.seed("patch sampling, coreset start, channel subset"),
+    settings.DEVICE,
 )
 
 _NET_LOCK = threading.Lock()
@@ -99,8 +101,12 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return x[:, 0]
 
 
-class FeatureDetector(Detector):
+class FeatureDetector(TorchDevice, Detector):
     """Base of the pretrained-feature detectors: preprocessing, backbone features, heat maps, backbone check."""
+
+    @classmethod
+    def quick_settings(cls) -> dict[str, Any]:
+        return {"image_size": 32, "batch_size": 8}  # the smallest side the backbone takes; the net is the cost
 
     # -- preprocessing and features ---------------------------------------------------------------
     @property
@@ -118,12 +124,6 @@ class FeatureDetector(Detector):
     def grid_shape(self) -> tuple[int, int]:
         side = math.ceil(self.params["image_size"] / self.feature_stride)
         return side, side
-
-    def device(self) -> torch.device:
-        try:
-            return pick_device(self.params["device"])
-        except RuntimeError as exc:
-            raise DetectorError(f"{self.name}: {exc}") from None
 
     def _preprocess(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[MapGeometry]]:
         """A batch of images -> normalised (B, 3, S, S) tensor and each image's geometry."""
@@ -157,7 +157,7 @@ class FeatureDetector(Detector):
                       progress_total: int | None = None, info: dict | None = None,
                       ) -> Iterator[tuple[int, torch.Tensor, list[MapGeometry]]]:
         """Batches of (first index, (B, D, h, w) float32 features on the device, geometry)."""
-        device = self.device()
+        device = self.device
         net = shared_backbone(device)
         bs = self.params["batch_size"]
         total = progress_total if progress_total is not None else len(images)
