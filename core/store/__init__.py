@@ -3,9 +3,9 @@ model runs (scores, maps) and thresholds. Read docs/store-format.md for the file
 
     from core.store import Store, StoreError
 
-Modules: store (the Store class), images / labels / runs (its parts), handle (the open file and its
-commit), opening, locking, migrations, format (tables and columns), hdf5 and maps (encoding), records,
-errors, ground_truth (MVTec import), files and stamps (small helpers).
+Modules: store (the Store class), images / labels / runs (its parts), adding (new images with their label
+rows), ground_truth (MVTec import), handle (the open file and its commit), opening, locking, migrations,
+format (tables and columns), hdf5 and maps (encoding), records, errors, files and stamps (small helpers).
 """
 
 from core.store.errors import (
