@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from core.store import Store, StoreError, ThresholdRecord, UnknownRunError
-from core.store_schema import LABELS, utc_now
+from core.store.stamps import utc_now
+from core.vocabulary import LABELS
 
 EXPORT_FORMAT = "anomaly-inspector-export"
 MANIFEST_FIELDS = ("export_path", "source_path", "sha256", "label", "defect_type", "note", "score", "component",

@@ -7,7 +7,7 @@ slider, a spin box, presets and the main window (labels arriving from the store)
 model and writes to it (napari's evented-model pattern), so they cannot drift apart, and the numbers are
 tested here without a display.
 
-Rules (the same as `core.store_schema.ThresholdRecord.verdict`):
+Rules (the same as `core.store.ThresholdRecord.verdict`):
 
 * score <  T1         -> pass (good, no one looks at it)
 * T1 <= score < T2    -> review (a person decides)
@@ -46,13 +46,10 @@ from core.metrics import (
     threshold_for_max_fpr,
     threshold_for_normal_quantile,
 )
+from core.vocabulary import LABELS, canonical_label
 
-# Same order as the label store's enum (core.store_schema.LABELS), so its integer codes can be passed as-is.
-LABELS: tuple[str, ...] = ("unlabeled", "good", "defect", "suspicious")
 COLUMNS: tuple[str, ...] = ("pass", "review", "fail")
-# Names from the design text and other tools that mean the same thing.
-_ALIASES = {"normal": "good", "ok": "good", "anomalous": "defect", "anomaly": "defect", "": "unlabeled",
-            "none": "unlabeled"}
+# LABELS is the store's enum order, so the store's integer codes can be passed as they are.
 _CODE = {name: i for i, name in enumerate(LABELS)}
 GOOD, DEFECT = _CODE["good"], _CODE["defect"]
 
@@ -92,10 +89,7 @@ def label_codes(labels: Sequence | np.ndarray) -> np.ndarray:
     names, inverse = np.unique(arr.astype(str), return_inverse=True)
     table = np.empty(len(names), np.int8)
     for k, name in enumerate(names):
-        key = _ALIASES.get(name.strip().lower(), name.strip().lower())
-        if key not in _CODE:
-            raise ValueError(f"unknown label {name!r}; expected one of {', '.join(LABELS)}")
-        table[k] = _CODE[key]
+        table[k] = _CODE[canonical_label(name)]
     return table[inverse.reshape(arr.shape)]
 
 

@@ -27,14 +27,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.store_schema import LABELS
-from inspector_gui.gallery_delegate import LABEL_COLOURS, REVIEW_COLOUR, GalleryDelegate
+from core.vocabulary import LABEL_COLOURS, LABELS
+from inspector_gui.gallery_delegate import REVIEW_COLOUR, GalleryDelegate
 from inspector_gui.gallery_model import GalleryModel, GalleryRole, format_score
 from inspector_gui.gallery_proxy import GalleryFilterProxy
 from inspector_gui.gallery_thumbs import THUMB_SIZE, ThumbnailLoader, decode_thumbnail
 
-__all__ = ["LABEL_COLOURS", "GalleryDelegate", "GalleryFilterProxy", "GalleryModel", "GalleryRole", "GalleryView",
-           "GalleryWidget", "ThumbnailLoader", "decode_thumbnail", "format_score"]
+__all__ = ["GalleryDelegate", "GalleryFilterProxy", "GalleryModel", "GalleryRole", "GalleryView", "GalleryWidget",
+           "ThumbnailLoader", "decode_thumbnail", "format_score"]
 
 
 class GalleryView(QListView):

@@ -11,11 +11,10 @@ from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
+from core.vocabulary import LABEL_COLOURS
 from inspector_gui.gallery_model import GalleryRole, format_score
 from inspector_gui.gallery_thumbs import THUMB_SIZE
 
-# Badge colours: dark enough for white text to stay readable on every one of them.
-LABEL_COLOURS = {"good": "#2e7d32", "defect": "#c62828", "suspicious": "#e65100", "unlabeled": "#757575"}
 REVIEW_COLOUR = "#f9a825"  # tile frame of images whose score lies in the review band
 
 _PAD = 4

@@ -34,13 +34,10 @@ from PySide6.QtCore import (
     Slot,
 )
 
-from core.store_schema import LABELS
+from core.vocabulary import LABELS, canonical_label
 from inspector_gui.gallery_thumbs import THUMB_SIZE, ThumbnailLoader, placeholder_image
 
 SORT_KEYS = ("score", "name")
-# Folder scans say "unknown" for images without ground truth; the design text says normal / anomalous.
-LABEL_ALIASES = {"": "unlabeled", "unknown": "unlabeled", "none": "unlabeled", "normal": "good",
-                 "anomalous": "defect", "anomaly": "defect"}
 _LABEL_CODE = {name: code for code, name in enumerate(LABELS)}
 
 
@@ -49,7 +46,7 @@ class GalleryRole(IntEnum):
 
     PathRole = Qt.ItemDataRole.UserRole.value + 1  # str, the image file
     ScoreRole = Qt.ItemDataRole.UserRole.value + 2  # float, NaN when unscored
-    LabelRole = Qt.ItemDataRole.UserRole.value + 3  # str, one of core.store_schema.LABELS
+    LabelRole = Qt.ItemDataRole.UserRole.value + 3  # str, one of core.vocabulary.LABELS
     SplitRole = Qt.ItemDataRole.UserRole.value + 4  # str, e.g. train / test / unsorted
     DefectTypeRole = Qt.ItemDataRole.UserRole.value + 5  # str, "" when none
     ReviewRole = Qt.ItemDataRole.UserRole.value + 6  # bool, t1 <= score < t2 of the review band
@@ -77,11 +74,7 @@ def format_score(score: float) -> str:
 
 def normalise_label(label: str | None) -> str:
     """Map a label (or a folder scan's "unknown") onto the store vocabulary; ValueError for anything else."""
-    name = (label or "").strip().lower()
-    name = LABEL_ALIASES.get(name, name)
-    if name not in _LABEL_CODE:
-        raise ValueError(f"unknown label {label!r}: expected one of {', '.join(LABELS)}")
-    return name
+    return canonical_label(label)
 
 
 def _label_codes(labels: Sequence[str | None]) -> np.ndarray:

@@ -24,7 +24,7 @@ from PySide6.QtCore import (
     Slot,
 )
 
-from core.store_schema import LABELS
+from core.vocabulary import LABELS
 from inspector_gui.gallery_model import GalleryModel, GalleryRole, normalise_label
 
 _LABEL_CODE = {name: code for code, name in enumerate(LABELS)}

@@ -6,9 +6,9 @@ from __future__ import annotations
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
 
+from core.vocabulary import LABEL_COLOURS
 from inspector_gui.shortcuts import by_action
 
-LABEL_COLOURS = {"good": "#2ca02c", "defect": "#d62728", "suspicious": "#ff7f0e", "unlabeled": "#7f7f7f"}
 _BUTTONS = (("good", "label_good"), ("defect", "label_defect"), ("suspicious", "label_suspicious"),
             ("unlabeled", "label_clear"))
 

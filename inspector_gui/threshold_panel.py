@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.threshold import COLUMNS, PRESETS, ModelEvent, ThresholdModel
-from inspector_gui.label_bar import LABEL_COLOURS
+from core.vocabulary import LABEL_COLOURS
 from inspector_gui.threshold_plots import HistogramView, RocView
 
 SLIDER_STEPS = 1000

@@ -14,7 +14,7 @@ from PySide6.QtCore import QSize
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsItem
 
-from inspector_gui.label_bar import LABEL_COLOURS
+from core.vocabulary import LABEL_COLOURS
 
 # Draw order: the big groups first so the small ones (defects, suspicious) are drawn on top of them.
 HIST_ORDER = ("good", "unlabeled", "suspicious", "defect")

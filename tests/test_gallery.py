@@ -14,8 +14,8 @@ from PySide6.QtGui import QColor, QImage
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
+from core.vocabulary import LABEL_COLOURS
 from inspector_gui.gallery import (
-    LABEL_COLOURS,
     GalleryFilterProxy,
     GalleryModel,
     GalleryRole,

@@ -474,6 +474,49 @@ def test_import_mvtec_ground_truth(tmp_path: Path) -> None:
             s.import_mvtec(cat / "test")
 
 
+def test_tif_masks_are_found_by_evaluation_and_by_the_store_import(tmp_path: Path) -> None:
+    """One layout reader for both: a labelling tool's .tif/.tiff masks count as ground truth in each."""
+    from core.data.folders import scan_folder
+
+    cat = tmp_path / "data" / "bottle"
+    write_png(cat / "train" / "good" / "000.png", 1)
+    write_png(cat / "test" / "crack" / "000.png", 2)
+    write_png(cat / "test" / "crack" / "001.png", 3)
+    (cat / "ground_truth" / "crack").mkdir(parents=True)
+    assert cv2.imwrite(str(cat / "ground_truth" / "crack" / "000_mask.tif"), np.full((12, 10), 255, np.uint8))
+    assert cv2.imwrite(str(cat / "ground_truth" / "crack" / "001.tiff"), np.full((12, 10), 255, np.uint8))
+    scanned = {Path(it.path).name: it.mask_path for it in scan_folder(cat).test}
+    assert scanned == {"000.png": str(cat / "ground_truth" / "crack" / "000_mask.tif"),
+                       "001.png": str(cat / "ground_truth" / "crack" / "001.tiff")}
+    with Store.create(tmp_path / "data" / "bottle.h5", tmp_path / "data") as s:
+        res = s.import_mvtec(cat)
+        assert res.masks == 2 and res.missing_masks == []
+        masks = {img.path: img.mask_path for img in s.images() if img.source_defect}
+    assert masks == {"bottle/test/crack/000.png": "bottle/ground_truth/crack/000_mask.tif",
+                     "bottle/test/crack/001.png": "bottle/ground_truth/crack/001.tiff"}
+
+
+def test_label_codes_on_disk_are_the_shared_vocabulary(store: Store, project: Path) -> None:
+    """The label enum in the file, core.vocabulary and the threshold model's codes are one numbering."""
+    from core.threshold import label_codes
+    from core.vocabulary import LABELS
+
+    store.close()
+    with h5py.File(project / "review.h5", "r") as f:
+        on_disk = h5py.check_enum_dtype(f["labels"].dtype["label"])
+    assert on_disk == {"unlabeled": 0, "good": 1, "defect": 2, "suspicious": 3}
+    assert {name: int(label_codes([name])[0]) for name in LABELS} == on_disk
+
+
+def test_opening_a_store_does_not_import_opencv_or_qt() -> None:
+    """The crash test starts many writer processes; each must not pay for OpenCV (or load Qt)."""
+    code = ("import sys, core.store; bad = [m for m in ('cv2', 'PySide6', 'torch') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 # ---------------------------------------------------------------- command line
 def test_cli_import_label_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cat = make_mvtec(tmp_path / "data")

@@ -15,7 +15,7 @@ from typing import Any
 
 from core.export import ExportError, ExportFilter, open_and_export
 from core.store import Store, StoreError
-from core.store_schema import LABELS, SOURCES
+from core.vocabulary import LABEL_SOURCES, LABELS
 
 USER_ERROR = 2
 _MAX_LISTED = 20
@@ -141,6 +141,6 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("label", choices=LABELS)
     p.add_argument("--defect-type", help="defect type (for defect / suspicious)")
     p.add_argument("--note", help="free note (default: keep the current note)")
-    p.add_argument("--source", choices=SOURCES[1:], default="human", help="who decided (default: human)")
+    p.add_argument("--source", choices=LABEL_SOURCES, default="human", help="who decided (default: human)")
     p.add_argument("--run", help="run id behind a model verdict (with --source model)")
     p.set_defaults(func=cmd_label)

@@ -3,6 +3,9 @@
 MVTec AD:  train/good/*, test/good/*, test/<defect>/*, ground_truth/<defect>/<stem>_mask.png
 Folder:    good/*, <defect>/*, optional masks/<defect>/<stem>[_mask].png   (what `export` writes)
 Flat:      any images below the folder, unlabeled.
+
+The one reader of these layouts: evaluation, the window and the store's ground-truth import
+(Store.import_mvtec) all use it, so they agree on which images and masks a folder holds.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.data.images import IMAGE_SUFFIXES
+from core.vocabulary import IMAGE_SUFFIXES
 
 
 class FolderError(Exception):
@@ -62,12 +65,24 @@ def _all_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-def _mask_for(mask_dir: Path, stem: str) -> str | None:
-    for name in (f"{stem}_mask.png", f"{stem}.png", f"{stem}_mask.bmp", f"{stem}_mask.jpg"):
-        candidate = mask_dir / name
+# Mask file names tried for an image <stem>, in this order: MVTec's <stem>_mask.png first, then what other
+# tools write (anomalib's Folder layout uses the image's own name; TIFF masks come from labelling tools).
+MASK_NAMES = ("{stem}_mask.png", "{stem}.png", "{stem}_mask.bmp", "{stem}_mask.tif", "{stem}_mask.jpg",
+              "{stem}_mask.tiff", "{stem}.tif", "{stem}.tiff")
+
+
+def find_mask(mask_dir: Path, stem: str) -> str | None:
+    """The ground-truth mask of image <stem> in mask_dir, or None."""
+    for pattern in MASK_NAMES:
+        candidate = mask_dir / pattern.format(stem=stem)
         if candidate.is_file():
             return str(candidate)
     return None
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """Class folders, sorted; hidden ones (.ipynb_checkpoints, ...) are not classes."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def scan_folder(root: str | Path) -> ImageFolder:
@@ -78,9 +93,9 @@ def scan_folder(root: str | Path) -> ImageFolder:
     if not root.is_dir():
         raise FolderError(f"{root}: is a file, not a folder of images")
     if (root / "train").is_dir() or (root / "test").is_dir():
-        folder = _scan_mvtec(root)
+        folder = scan_mvtec(root)
     elif (root / "good").is_dir():
-        folder = _scan_folder_layout(root)
+        folder = scan_folder_layout(root)
     else:
         folder = ImageFolder(root, "flat", [
             ImageItem(str(p), "unsorted", "unknown") for p in _images_in(root, recursive=True)
@@ -90,31 +105,31 @@ def scan_folder(root: str | Path) -> ImageFolder:
     return folder
 
 
-def _scan_mvtec(root: Path) -> ImageFolder:
+def scan_mvtec(root: str | Path) -> ImageFolder:
+    """MVTec AD layout: every file of train/<class>/ and test/<class>/ (non-image files too, so that they
+    are reported rather than lost), masks from ground_truth/<defect>/ for every defect image."""
+    root = Path(root)
     items: list[ImageItem] = []
-    train = root / "train"
-    if train.is_dir():
-        for sub in sorted(p for p in train.iterdir() if p.is_dir()):
-            label = "good" if sub.name == "good" else "defect"
-            items += [ImageItem(str(p), "train", label, None if label == "good" else sub.name)
-                      for p in _all_files(sub)]
-    test = root / "test"
-    if test.is_dir():
-        for sub in sorted(p for p in test.iterdir() if p.is_dir()):
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            continue
+        for sub in _subfolders(root / split):
             good = sub.name == "good"
             for p in _all_files(sub):
-                mask = None if good else _mask_for(root / "ground_truth" / sub.name, p.stem)
-                items.append(ImageItem(str(p), "test", "good" if good else "defect",
+                mask = None if good else find_mask(root / "ground_truth" / sub.name, p.stem)
+                items.append(ImageItem(str(p), split, "good" if good else "defect",
                                        None if good else sub.name, mask))
     return ImageFolder(root, "mvtec", items)
 
 
-def _scan_folder_layout(root: Path) -> ImageFolder:
+def scan_folder_layout(root: str | Path) -> ImageFolder:
+    """anomalib Folder layout: good/ and one folder per defect type, masks from masks/<defect>/."""
+    root = Path(root)
     items: list[ImageItem] = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "masks"):
+    for sub in (p for p in _subfolders(root) if p.name != "masks"):
         good = sub.name == "good"
         for p in _all_files(sub):
-            mask = None if good else _mask_for(root / "masks" / sub.name, p.stem)
+            mask = None if good else find_mask(root / "masks" / sub.name, p.stem)
             items.append(ImageItem(str(p), "unsorted", "good" if good else "defect",
                                    None if good else sub.name, mask))
     return ImageFolder(root, "folder", items)

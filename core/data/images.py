@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
+from core.vocabulary import IMAGE_SUFFIXES as IMAGE_SUFFIXES  # defined once, in core.vocabulary
 
 
 class ImageLoadError(Exception):

@@ -1,6 +1,6 @@
 """Schema migrations: read an older store, write the current layout into a new file.
 
-Migrations never modify the source file. core/store.py writes the result next to the store, keeps the old
+Migrations never modify the source file. core/store/opening.py writes the result next to the store, keeps the old
 file as a backup (`<name>.schema<N>.bak`) and swaps the new one in with os.replace, so a crash during a
 migration leaves the original untouched. A read-only open migrates into a temporary copy instead.
 
@@ -23,24 +23,13 @@ from pathlib import Path
 
 import h5py
 
-from core.store_schema import (
-    FORMAT_NAME,
-    LABELS,
-    SCHEMA_VERSION,
-    SOURCES,
-    StoreCorruptError,
-    StoreVersionError,
-    Table,
-    acquire_lock,
-    create_layout,
-    fcntl,
-    file_facts,
-    fsync_dir,
-    get_text_attr,
-    release_lock,
-    set_text_attr,
-    utc_now,
-)
+from core.store.errors import StoreCorruptError, StoreVersionError
+from core.store.files import file_facts, fsync_dir
+from core.store.format import FORMAT_NAME, SCHEMA_VERSION, create_layout
+from core.store.hdf5 import Table, get_text_attr, set_text_attr
+from core.store.locking import HAVE_FLOCK, acquire_lock, release_lock
+from core.store.stamps import utc_now
+from core.vocabulary import LABELS, SOURCES
 
 
 @dataclass
@@ -75,6 +64,8 @@ def detect_version(f: h5py.File, path: Path) -> int:
     return version
 
 
+# How schema 0 spelled its labels. A frozen part of that old format, not core.vocabulary.LABEL_ALIASES: a
+# new alias for people to type must not change what an old file means.
 _V0_LABELS = {"normal": "good", "good": "good", "anomalous": "defect", "defect": "defect",
               "suspicious": "suspicious", "unlabeled": "unlabeled"}
 
@@ -181,7 +172,7 @@ def migrate_in_place(path: Path, old_lock: int | None, version: int,
     locked before it is renamed over the store, so no other process can slip in between."""
     tmp = path.with_name(f".{path.name}.migrating")
     tmp.unlink(missing_ok=True)  # leftover of a migration that crashed (we hold the store's lock)
-    new_lock = acquire_lock(tmp, exclusive=True, create=True) if fcntl is not None else None
+    new_lock = acquire_lock(tmp, exclusive=True, create=True) if HAVE_FLOCK else None
     try:
         if new_lock is None:  # pragma: no cover - Windows
             tmp.touch()

@@ -1,71 +1,49 @@
 """Model runs of the store: scores, anomaly maps and the thresholds set on them.
 
-A mixin of core.store.Store, split out only to keep store.py readable; it holds no state of its own and
-relies on the attributes and helpers Store sets up (listed below for readers and type checkers). Runs are
-written once and never change, which is why their row index can be cached (`_run_rows`).
+Runs are written once and never change, which is why their row index can be cached (`_run_rows`). Every
+method expects the caller (core.store.store.Store) to hold the handle's lock.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
-from core.store_locking import _locked, _writer
-from core.store_schema import (
-    THRESHOLD_COLUMNS,
-    RunInfo,
-    StoreError,
-    Table,
-    TextHeap,
-    ThresholdRecord,
-    UnknownRunError,
-    check_component,
-    get_text_attr,
-    read_text_dataset,
-    set_text_attr,
-    to_json,
-    utc_now,
-    write_maps,
-    write_text_dataset,
-)
+from core.store.errors import StoreError, UnknownRunError
+from core.store.format import check_component, create_table
+from core.store.handle import StoreHandle
+from core.store.hdf5 import get_text_attr, read_text_dataset, set_text_attr, to_json, write_text_dataset
+from core.store.images import Images
+from core.store.maps import read_map, write_maps
+from core.store.records import RunInfo, ThresholdRecord
+from core.store.stamps import utc_now
 
 
-class RunsMixin:
-    """Scoring runs (add_run, scores, maps) and their threshold history for Store."""
+class Runs:
+    """Scoring runs (add, scores, maps) and their threshold history, under /runs. Gets the images it
+    needs (to resolve ids and align scores to them) explicitly."""
 
-    # Set up by Store.__init__ / Store._load.
-    _lock: threading.RLock
-    _f: h5py.File | None
-    path: Path
-    readonly: bool
-    user: str
-    _text: TextHeap
-    _runs: h5py.Group
-    _paths: list[str]
-    _run_rows: dict[str, dict[int, int]]
-
-    if TYPE_CHECKING:  # provided by Store
-        def _commit(self, counts: Sequence[tuple[Table, int]] = ()) -> None: ...
-        def _image_index(self, image: int | str | Path) -> int: ...
+    def __init__(self, handle: StoreHandle, images: Images) -> None:
+        self._h = handle
+        self._images = images
+        self._runs: h5py.Group = handle.file["runs"]
+        self._run_rows: dict[str, dict[int, int]] = {}
 
     # ------------------------------------------------------------------ cleanup on open
-    def _cleanup_incomplete_runs(self) -> None:
+    def cleanup_incomplete(self) -> None:
         """add_run writes under a hidden name and renames when done; a hidden run left here means its
         writer died half-way, so it is dropped on the next writable open."""
         leftovers = [k for k in self._runs if k.startswith(".incomplete-")]
         for k in leftovers:
             del self._runs[k]
         if leftovers:
-            self._commit()
+            self._h.commit()
 
     # ------------------------------------------------------------------ model runs
-    @_writer
     def add_run(self, detector: str, params: dict, metadata: dict, image_paths: Sequence[str | Path],
                 scores: dict[str, np.ndarray], default_component: str,
                 maps: dict[str, list[np.ndarray | None]] | None = None) -> str:
@@ -76,7 +54,7 @@ class RunsMixin:
         docs/store-format.md), gzip-compressed, one chunk per image. Everything is validated before
         anything is written; the run appears atomically (written under a hidden name, then renamed).
         """
-        ids = np.array([self._image_index(p) for p in image_paths], dtype=np.int64)
+        ids = np.array([self._images.index_of(p) for p in image_paths], dtype=np.int64)
         n = len(ids)
         if len(set(ids.tolist())) != n:
             raise ValueError("image_paths lists an image twice")
@@ -108,7 +86,7 @@ class RunsMixin:
         hidden = f".incomplete-{run_id}"
         try:
             g = self._runs.create_group(hidden)
-            for key, value in (("detector", detector), ("created", utc_now()), ("who", self.user),
+            for key, value in (("detector", detector), ("created", utc_now()), ("who", self._h.user),
                                ("default_component", default_component),
                                ("components", to_json(list(score_arrays), "components")),
                                ("map_components", to_json(list(map_lists), "map components"))):
@@ -122,38 +100,31 @@ class RunsMixin:
             mg = g.create_group("maps")
             for comp, arrs in map_lists.items():
                 write_maps(mg.create_group(comp), arrs)
-            Table.create(g, "thresholds", THRESHOLD_COLUMNS, self._text)
-            assert self._f is not None
-            self._f.flush()  # the whole run is in the file before it gets its visible name
+            create_table(g, "thresholds", self._h.text)
+            self._h.file.flush()  # the whole run is in the file before it gets its visible name
             self._runs.move(hidden, run_id)
             self._runs.attrs["next_run"] = number + 1
-            self._commit()
+            self._h.commit()
         except (OSError, ValueError) as exc:
-            raise StoreError(f"{self.path}: could not save run ({exc})") from exc
+            raise StoreError(f"{self._h.path}: could not save run ({exc})") from exc
         return run_id
 
-    def _run_group(self, run_id: str) -> h5py.Group:
+    def group(self, run_id: str) -> h5py.Group:
         if not isinstance(run_id, str) or run_id.startswith(".") or "/" in run_id or run_id not in self._runs:
-            raise UnknownRunError(f"{self.path}: no run {run_id!r}")
+            raise UnknownRunError(f"{self._h.path}: no run {run_id!r}")
         return self._runs[run_id]
 
-    @_locked
     def list_runs(self) -> list[RunInfo]:
         """Runs in creation order."""
         names = sorted((k for k in self._runs if not k.startswith(".")), key=lambda k: int(k.rsplit("-", 1)[1]))
-        return [self._run_info(k) for k in names]
+        return [self.run_info(k) for k in names]
 
-    @_locked
-    def run_info(self, run_id: str) -> RunInfo:
-        return self._run_info(run_id)
-
-    @_locked
     def latest_run(self) -> str | None:
         runs = self.list_runs()
         return runs[-1].run_id if runs else None
 
-    def _run_info(self, run_id: str) -> RunInfo:
-        g = self._run_group(run_id)
+    def run_info(self, run_id: str) -> RunInfo:
+        g = self.group(run_id)
         a = {k: get_text_attr(g, k) for k in ("detector", "created", "who", "default_component", "components",
                                                "map_components")}
         return RunInfo(run_id, a["detector"], json.loads(read_text_dataset(g, "params_json")),
@@ -161,76 +132,67 @@ class RunsMixin:
                        a["default_component"], tuple(json.loads(a["components"])),
                        tuple(json.loads(a["map_components"])), int(g["image_ids"].shape[0]))
 
-    @_locked
     def run_image_ids(self, run_id: str) -> np.ndarray:
-        return self._run_group(run_id)["image_ids"][()]
+        return self.group(run_id)["image_ids"][()]
 
-    @_locked
     def run_scores(self, run_id: str) -> dict[str, np.ndarray]:
         """Every component's scores, aligned with run_image_ids(run_id)."""
-        g = self._run_group(run_id)["scores"]
+        g = self.group(run_id)["scores"]
         return {comp: g[comp][()] for comp in g}
 
-    @_locked
     def scores(self, run_id: str, component: str | None = None) -> np.ndarray:
         """One component (default: the run's default) aligned to image ids: index = image id, NaN for
         images the run did not score."""
-        g = self._run_group(run_id)
+        g = self.group(run_id)
         comp = component or get_text_attr(g, "default_component")
         if comp not in g["scores"]:
-            raise StoreError(f"{self.path}: run {run_id} has no score component {comp!r}")
-        out = np.full(len(self._paths), np.nan)
+            raise StoreError(f"{self._h.path}: run {run_id} has no score component {comp!r}")
+        out = np.full(len(self._images.paths), np.nan)
         out[g["image_ids"][()]] = g["scores"][comp][()]
         return out
 
-    @_locked
     def maps(self, run_id: str, image: int | str | Path, component: str | None = None) -> dict[str, np.ndarray]:
         """Maps of one image in a run as float32, {component: 2-D array}; {} if the run stored none."""
-        g = self._run_group(run_id)
-        i = self._image_index(image)
+        g = self.group(run_id)
+        i = self._images.index_of(image)
         if run_id not in self._run_rows:  # runs never change once written: index them once
             self._run_rows[run_id] = {int(v): k for k, v in enumerate(g["image_ids"][()])}
         k = self._run_rows[run_id].get(i)
         if k is None:
-            raise StoreError(f"{self.path}: run {run_id} did not score image {self._paths[i]}")
+            raise StoreError(f"{self._h.path}: run {run_id} did not score image {self._images.paths[i]}")
         comps = [component] if component is not None else list(g["maps"])
         out = {}
         for comp in comps:
             if comp not in g["maps"]:
-                raise StoreError(f"{self.path}: run {run_id} has no maps for component {comp!r}")
-            mg = g["maps"][comp]
-            h, w = (int(v) for v in mg["shape"][k])
-            out[comp] = mg["data"][k, :h, :w].astype(np.float32) * np.float32(mg["scale"][k])
+                raise StoreError(f"{self._h.path}: run {run_id} has no maps for component {comp!r}")
+            out[comp] = read_map(g["maps"][comp], k)
         return out
 
     # ------------------------------------------------------------------ thresholds
-    @_writer
     def set_threshold(self, run_id: str, t1: float, t2: float, method: str = "manual") -> ThresholdRecord:
         """Record the thresholds of a run; the latest record is current, older ones stay as history."""
-        g = self._run_group(run_id)
+        g = self.group(run_id)
         t1, t2 = float(t1), float(t2)
         if not (np.isfinite(t1) and np.isfinite(t2)) or t1 > t2:
             raise ValueError(f"thresholds need finite T1 <= T2, got T1={t1}, T2={t2}")
-        rec = ThresholdRecord(run_id, t1, t2, method or "manual", self.user, utc_now())
-        table = Table(g["thresholds"], self._text)
+        rec = ThresholdRecord(run_id, t1, t2, method or "manual", self._h.user, utc_now())
+        table = self._h.table("thresholds", g)
         n = table.n_rows
         try:
             table.write(n, {"t1": [t1], "t2": [t2], "method": [rec.method], "who": [rec.who],
                             "time": [rec.time.encode()]})
-            self._commit([(table, n + 1)])
+            self._h.commit([(table, n + 1)])
         except (OSError, ValueError) as exc:
-            self._text.rollback()
-            raise StoreError(f"{self.path}: could not save threshold ({exc})") from exc
+            self._h.text.rollback()
+            raise StoreError(f"{self._h.path}: could not save threshold ({exc})") from exc
         return rec
 
-    @_locked
     def threshold_history(self, run_id: str) -> list[ThresholdRecord]:
-        t = Table(self._run_group(run_id)["thresholds"], self._text)
+        t = self._h.table("thresholds", self.group(run_id))
         c = t.read_all()
         return [ThresholdRecord(run_id, float(c["t1"][k]), float(c["t2"][k]), c["method"][k], c["who"][k],
                                 c["time"][k]) for k in range(len(c["t1"]))]
 
-    @_locked
     def threshold(self, run_id: str) -> ThresholdRecord | None:
         history = self.threshold_history(run_id)
         return history[-1] if history else None

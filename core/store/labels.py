@@ -1,69 +1,48 @@
 """Review and model labels of the store: setting them, the audit log, replay, and the consistency check
 of the label tables against the log on open.
 
-A mixin of core.store.Store, split out only to keep store.py readable; it holds no state of its own and
-relies on the attributes and helpers Store sets up (listed below for readers and type checkers). The
-durability rules are the store's: see the core/store.py docstring and docs/store-format.md.
+The audit log is the truth; the `labels` / `model_labels` tables and the in-memory caches are its
+materialised current state. Every method expects the caller (core.store.store.Store) to hold the handle's
+lock; the durability rules are in docs/store-format.md.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 
-from core.store_locking import _locked, _writer
-from core.store_schema import (
-    LABELS,
-    SOURCES,
-    AuditEntry,
-    LabelRecord,
-    ReplayState,
-    StoreCorruptError,
-    StoreError,
-    Table,
-    TextHeap,
-    utc_now,
-)
-
-LABEL_SOURCES = SOURCES[1:]  # "human", "import", "model"
+from core.store.errors import StoreCorruptError, StoreError
+from core.store.handle import StoreHandle
+from core.store.hdf5 import Table
+from core.store.images import Images
+from core.store.records import AuditEntry, LabelRecord, ReplayState
+from core.store.runs import Runs
+from core.store.stamps import utc_now
+from core.vocabulary import LABEL_SOURCES, LABELS, SOURCES
 
 
-class LabelsMixin:
-    """Labels, history and replay for Store. The audit log is the truth; the label tables and the
-    in-memory caches are its materialised current state."""
+class Labels:
+    """Labels, history and replay. Gets the images (to resolve ids and know how many there are) and the
+    runs (a model verdict names the run behind it) it needs explicitly."""
 
-    # Set up by Store.__init__ / Store._load.
-    _lock: threading.RLock
-    _f: h5py.File | None
-    path: Path
-    readonly: bool
-    user: str
-    repaired_images: list[int]
-    _text: TextHeap
-    _labels: Table
-    _model: Table
-    _audit: Table
-    _paths: list[str]
-    _label_cache: list[LabelRecord]
-    _model_cache: list[LabelRecord]
-    _seq: dict[str, list[int]]
-
-    if TYPE_CHECKING:  # provided by Store and RunsMixin
-        def _commit(self, counts: Sequence[tuple[Table, int]] = ()) -> None: ...
-        def _image_index(self, image: int | str | Path) -> int: ...
-        def _run_group(self, run_id: str) -> h5py.Group: ...
+    def __init__(self, handle: StoreHandle, images: Images, runs: Runs) -> None:
+        self._h = handle
+        self._images = images
+        self._runs = runs
+        self._labels: Table = handle.table("labels")
+        self._model: Table = handle.table("model_labels")
+        self._audit: Table = handle.table("audit")
+        self.repaired_images: list[int] = []
+        self._reconcile()
 
     # ------------------------------------------------------------------ consistency on open
     def _reconcile(self) -> None:
         """Current labels come from replaying the audit log (the truth); the label tables are checked
         against it and repaired when a writer was killed after writing a table row but before counting
         its log entry (or inside add_images, before the tables were extended)."""
-        n = len(self._paths)
+        n = len(self._images.paths)
         state, seqs = self._replay_with_seq(None)
         self._label_cache = [state.labels.get(i, LabelRecord(i)) for i in range(n)]
         self._model_cache = [state.model_labels.get(i, LabelRecord(i)) for i in range(n)]
@@ -85,11 +64,11 @@ class LabelsMixin:
             if diff or m < n:
                 bad_tables.append((table, cache, name))
         self.repaired_images = sorted(repaired)
-        if self.readonly or not bad_tables:
+        if self._h.readonly or not bad_tables:
             return
         for table, cache, name in bad_tables:
             table.write(0, self._label_rows(name, cache, range(n)))
-        self._commit([(table, n) for table, _, _ in bad_tables])
+        self._h.commit([(table, n) for table, _, _ in bad_tables])
 
     def _label_rows(self, name: str, cache: Sequence[LabelRecord] | dict[int, LabelRecord],
                     ids: Iterable[int]) -> dict[str, list[int]]:
@@ -98,31 +77,36 @@ class LabelsMixin:
                 "source": [SOURCES.index(cache[i].source) for i in ids],
                 "seq": [self._seq[name][i] for i in ids]}
 
-    @_writer
-    def set_label(self, image: int | str | Path, label: str, *, defect_type: str | None = None,
-                  note: str | None = None, source: str = "human", run_id: str | None = None) -> LabelRecord:
-        """Set one label; when this returns the change and its audit entry are on disk (flush + fsync).
+    # ------------------------------------------------------------------ new images
+    def stage_new_images(self, start: int, k: int) -> list[tuple[Table, int]]:
+        """Unlabeled rows for images start..start+k-1 on both tracks (uncounted); returns the row counts
+        the images' commit must publish, so images and their label rows appear together."""
+        for table in (self._labels, self._model):
+            table.write(start, {"label": [0] * k, "source": [0] * k, "seq": [-1] * k})
+        return [(table, start + k) for table in (self._labels, self._model)]
 
-        source "human"/"import" change the review label; "model" changes the separate model verdict, so
-        a model never overwrites a person's decision. defect_type is only for defect/suspicious (None
-        means none); note=None keeps the current note. Setting the same values again writes nothing.
-        """
-        return self.set_labels([(image, label, defect_type, note)], source=source, run_id=run_id)[0]
+    def apply_new_images(self, ids: Iterable[int]) -> None:
+        """After that commit: the caches gain an unlabeled entry per new image."""
+        for i in ids:
+            self._label_cache.append(LabelRecord(i))
+            self._model_cache.append(LabelRecord(i))
+            self._seq["labels"].append(-1)
+            self._seq["model_labels"].append(-1)
 
-    @_writer
+    # ------------------------------------------------------------------ setting and reading
     def set_labels(self, items: Sequence[tuple[int | str | Path, str, str | None, str | None]], *,
                    source: str = "human", run_id: str | None = None) -> list[LabelRecord]:
-        """Many labels with one commit (imports, bulk actions): (image, label, defect_type, note) each."""
+        """Many labels with one commit: (image, label, defect_type, note) each (see Store.set_label)."""
         if source not in LABEL_SOURCES:
             raise ValueError(f"source must be one of {LABEL_SOURCES}, not {source!r}")
         if run_id is not None:
-            self._run_group(run_id)
+            self._runs.group(run_id)
         cache = self._model_cache if source == "model" else self._label_cache
         now, staged = utc_now(), {}
         out: list[LabelRecord] = []
         audit_rows: list[tuple[LabelRecord, LabelRecord]] = []
         for image, label, defect_type, note in items:
-            i = self._image_index(image)
+            i = self._images.index_of(image)
             old = staged.get(i, cache[i])
             if label not in LABELS:
                 raise ValueError(f"label must be one of {LABELS}, not {label!r}")
@@ -135,7 +119,7 @@ class LabelsMixin:
             if (old.label, old.defect_type, old.note) == (label, defect, new_note):
                 out.append(old)
                 continue
-            new = LabelRecord(i, label, defect, new_note, source, self.user, now, run_id or "")
+            new = LabelRecord(i, label, defect, new_note, source, self._h.user, now, run_id or "")
             staged[i] = new
             out.append(new)
             audit_rows.append((old, new))
@@ -173,9 +157,9 @@ class LabelsMixin:
             else:
                 for i in sorted(staged):
                     table.write(i, self._label_rows(name, {i: staged[i]}, [i]))
-            self._commit([(self._audit, start + len(audit_rows))])
+            self._h.commit([(self._audit, start + len(audit_rows))])
         except (OSError, ValueError) as exc:
-            self._text.rollback()
+            self._h.text.rollback()
             for i, seq in old_seq.items():
                 self._seq[name][i] = seq
             for i in staged:  # best effort: put the table rows back to what the log says
@@ -183,44 +167,38 @@ class LabelsMixin:
                     table.write(i, self._label_rows(name, cache, [i]))
                 except (OSError, ValueError):
                     break
-            raise StoreError(f"{self.path}: could not save labels ({exc})") from exc
+            raise StoreError(f"{self._h.path}: could not save labels ({exc})") from exc
         for i, rec in staged.items():
             cache[i] = rec
 
-    @_locked
     def label(self, image: int | str | Path) -> LabelRecord:
         """Current review label (human or import)."""
-        return self._label_cache[self._image_index(image)]
+        return self._label_cache[self._images.index_of(image)]
 
-    @_locked
     def labels(self) -> list[LabelRecord]:
         return list(self._label_cache)
 
-    @_locked
     def model_label(self, image: int | str | Path) -> LabelRecord:
         """Latest model verdict, kept apart from the review label."""
-        return self._model_cache[self._image_index(image)]
+        return self._model_cache[self._images.index_of(image)]
 
-    @_locked
     def model_labels(self) -> list[LabelRecord]:
         return list(self._model_cache)
 
-    @_locked
     def history(self, image: int | str | Path | None = None, *, source: str | None = None) -> list[AuditEntry]:
         """The audit log, oldest first, optionally for one image and/or one source."""
         entries = self._read_audit()
         if image is not None:
-            i = self._image_index(image)
+            i = self._images.index_of(image)
             entries = [e for e in entries if e.image_id == i]
         if source is not None:
             entries = [e for e in entries if e.source == source]
         return entries
 
-    @_locked
     def replay(self, until: int | str | None = None) -> ReplayState:
         """Labels as they were after the first `until` log entries (int) or at UTC time `until` (ISO
         string, inclusive); None replays everything and equals the current labels."""
-        return self._replay(until)
+        return self._replay_with_seq(until)[0]
 
     def _read_audit(self) -> list[AuditEntry]:
         t = self._audit
@@ -231,10 +209,7 @@ class LabelsMixin:
                                cols["old_defect_type"][k], cols["new_defect_type"][k], cols["old_note"][k],
                                cols["new_note"][k], cols["run"][k]) for k in range(len(cols["image"]))]
         except IndexError as exc:
-            raise StoreCorruptError(f"{self.path}: audit log holds an unknown label or source code") from exc
-
-    def _replay(self, until: int | str | None) -> ReplayState:
-        return self._replay_with_seq(until)[0]
+            raise StoreCorruptError(f"{self._h.path}: audit log holds an unknown label or source code") from exc
 
     def _replay_with_seq(self, until: int | str | None) -> tuple[ReplayState, tuple[dict[int, int], dict[int, int]]]:
         entries = self._read_audit()
@@ -247,8 +222,8 @@ class LabelsMixin:
         review_seq: dict[int, int] = {}
         model_seq: dict[int, int] = {}
         for e in entries:
-            if not 0 <= e.image_id < len(self._paths):
-                raise StoreCorruptError(f"{self.path}: audit entry {e.seq} names image {e.image_id}, "
+            if not 0 <= e.image_id < len(self._images.paths):
+                raise StoreCorruptError(f"{self._h.path}: audit entry {e.seq} names image {e.image_id}, "
                                         f"which the store does not hold")
             track, seqs = (model, model_seq) if e.source == "model" else (review, review_seq)
             track[e.image_id] = LabelRecord(e.image_id, e.new_label, e.new_defect_type, e.new_note, e.source,
