@@ -31,6 +31,7 @@ from benchmarks.markdown_section import replace_section
 from core.data.folders import scan_folder
 from core.detectors.registry import create
 from core.evaluate import evaluate, load_items
+from core.project import sets_from_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "pretrained-feature detectors (issue 6)"
@@ -67,9 +68,9 @@ def quality_run(data: Path, name: str, params: dict[str, Any]) -> dict[str, Any]
 
 def speed_run(data: Path, n_train: int, n_test: int, image_size: int, threads: int, anomalib_python: str,
               ) -> dict[str, Any]:
-    folder = scan_folder(data)
-    train_items = spread(sorted(folder.train, key=lambda i: i.path), n_train)
-    test_items = spread(sorted(folder.test, key=lambda i: i.path), n_test)
+    sets = sets_from_folder(scan_folder(data))
+    train_items = spread(sorted(sets.train, key=lambda i: i.path), n_train)
+    test_items = spread(sorted(sets.judged, key=lambda i: i.path), n_test)
     train, test = load_items(train_items, lambda m: None), load_items(test_items, lambda m: None)
     out: dict[str, Any] = {"category": data.name, "n_train": len(train.images), "n_test": len(test.images),
                            "image_size": image_size, "ours": {}, "anomalib": None}

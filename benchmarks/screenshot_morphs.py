@@ -33,15 +33,15 @@ def main() -> None:
     ap.add_argument("--detector", default="oiad", help="another detector shows its maps the same way (no strips)")
     args = ap.parse_args()
 
-    from core.data.folders import scan_folder
     from core.data.synthetic import demo_dataset
     from core.evaluate import train_detector
+    from core.project import image_sets
 
     work = Path(tempfile.mkdtemp(prefix="ai-morphs-"))
     data = work / "demo_parts"
     shutil.copytree(args.data or demo_dataset(), data)
     settings_used = OIAD_INTERACTIVE if args.detector == "oiad" else {}
-    detector, _ = train_detector(scan_folder(data), args.detector, settings_used, log=lambda m: None)
+    detector, _ = train_detector(image_sets(data), args.detector, settings_used, log=lambda m: None)
     app, win = open_scored_window(data, detector, (args.detector, settings_used), work, args.image, timeout=900)
     win.viewer.set_opacity(0.5)
     shoot(app, win, args.out)

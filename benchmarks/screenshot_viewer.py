@@ -32,6 +32,7 @@ from core.data.images import decode_image, decode_mask  # noqa: E402
 from core.data.synthetic import generate  # noqa: E402
 from core.detectors.registry import create  # noqa: E402
 from core.detectors.results import shared_map_ranges  # noqa: E402
+from core.project import sets_from_folder  # noqa: E402
 from inspector_gui.viewer import ImageViewer  # noqa: E402
 
 VAE = {"patch_size": 32, "stride": 8, "n_conv": 4, "base_channels": 16, "latent": 16, "epochs": 5,
@@ -51,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory() as tmp:
         root = generate(Path(tmp) / "demo")
-        folder = scan_folder(root)
-        train = [decode_image(it.path) for it in folder.train]
-        test_items = folder.test
+        sets = sets_from_folder(scan_folder(root))
+        train = [decode_image(it.path) for it in sets.train]
+        test_items = sets.judged
         test = [decode_image(it.path) for it in test_items]
 
         t0 = time.perf_counter()

@@ -86,9 +86,9 @@ def main() -> None:
     if args.model:
         detector = load_detector(args.model)
     else:
-        from core.data.folders import scan_folder
+        from core.project import image_sets
 
-        detector, _ = train_detector(scan_folder(data), "vae", DEMO_SETTINGS, log=lambda m: None)
+        detector, _ = train_detector(image_sets(data), "vae", DEMO_SETTINGS, log=lambda m: None)
     app, win = open_scored_window(data, detector, ("vae", DEMO_SETTINGS), work, args.image, timeout=300)
     win.viewer.set_opacity(0.55)
     win.tabs.setCurrentWidget(win.threshold)

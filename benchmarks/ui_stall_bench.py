@@ -30,6 +30,7 @@ from core.cli.demo import DEMO_SETTINGS  # noqa: E402
 from core.data.folders import scan_folder  # noqa: E402
 from core.data.synthetic import demo_dataset  # noqa: E402
 from core.evaluate import train_and_score  # noqa: E402
+from core.project import sets_from_folder  # noqa: E402
 
 
 def measure(epochs: int, freeze: bool) -> dict:
@@ -41,6 +42,7 @@ def measure(epochs: int, freeze: bool) -> dict:
     panel.resize(500, 700)
     panel.show()
     folder = scan_folder(demo_dataset())
+    sets = sets_from_folder(folder)
     settings = {**DEMO_SETTINGS, "epochs": epochs}
     if freeze:
         gc.collect()
@@ -51,7 +53,8 @@ def measure(epochs: int, freeze: bool) -> dict:
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
 
     def work(progress, should_stop):
-        return train_and_score(folder, "vae", settings, progress=progress, should_stop=should_stop, log=lambda m: None)
+        return train_and_score(sets, "vae", settings, folder.items, progress=progress, should_stop=should_stop,
+                               log=lambda m: None)
 
     job = Job("bench", work)
     job.progress.connect(panel.job_progress)

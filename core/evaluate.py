@@ -1,5 +1,6 @@
-"""Train on a folder's good images, score its test images, and measure: the engine behind
-`anomaly-inspector evaluate`, the demo and the benchmarks."""
+"""Train on a project's training set, score its judged set, and measure: the engine behind
+`anomaly-inspector evaluate`, the window's Train button, the demo and the benchmarks. Which images train
+and which are judged is decided by core.project (the store, or the folder's layout)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ import cv2
 import numpy as np
 
 from core import metrics
-from core.data.folders import ImageFolder, ImageItem, scan_folder
+from core.data.folders import ImageItem
 from core.data.images import Skipped, decode_image, decode_mask, load_images
 from core.detectors.base import Detector, ProgressFn, StopFn, never_stop, no_progress
-from core.detectors.registry import create
+from core.detectors.registry import create, detector_class
 from core.detectors.results import ScoreResult, pixel_map, shared_map_ranges
+from core.project import ImageSets, image_sets
 
 Log = Callable[[str], None]
 
@@ -48,22 +50,29 @@ def training_fingerprint(items: Sequence[ImageItem], root: Path) -> str:
     return h.hexdigest()
 
 
-def train_detector(folder: ImageFolder, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,
-                   log: Log = print) -> tuple[Detector, LoadedImages]:
-    train = load_items(folder.train, log)
-    if not train.images:
-        raise ValueError(f"{folder.root}: no usable training images (good images) found")
-    detector = new_detector(name, params, train, folder)
-    detector.fit(train.images, progress=progress)
+def train_detector(sets: ImageSets, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,
+                   should_stop: StopFn = never_stop, log: Log = print) -> tuple[Detector, LoadedImages]:
+    """Fit detector NAME on the project's training set (good images marked for training).
+
+    Too few training images, before or after unreadable files are left out, is TooFewTrainingImages with a
+    message saying how many there are and how to mark more."""
+    needed = detector_class(name).min_train_images
+    sets.require_training(needed, name)
+    train = load_items(sets.train, log)
+    if len(train.images) < needed or not train.images:
+        readable = ImageSets(sets.root, sets.origin, train=list(train.items), store_path=sets.store_path)
+        readable.require_training(needed, name)
+    detector = new_detector(name, params, train, sets.root)
+    detector.fit(train.images, progress=progress, should_stop=should_stop)
     return detector, train
 
 
-def new_detector(name: str, params: dict[str, Any], train: LoadedImages, folder: ImageFolder) -> Detector:
+def new_detector(name: str, params: dict[str, Any], train: LoadedImages, root: Path) -> Detector:
     """A detector stamped with what it will learn from (fingerprint, count, folder)."""
     detector = create(name, **params)
-    detector.metadata["train_fingerprint"] = training_fingerprint(train.items, folder.root)
+    detector.metadata["train_fingerprint"] = training_fingerprint(train.items, root)
     detector.metadata["n_train"] = len(train.images)
-    detector.metadata["train_folder"] = str(folder.root)
+    detector.metadata["train_folder"] = str(root)
     return detector
 
 
@@ -131,19 +140,21 @@ def _masks(items: Sequence[ImageItem]) -> list[np.ndarray]:
 
 def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,
              log: Log = print) -> tuple[dict[str, Any], Detector, ScoreResult, LoadedImages]:
-    """Train on DATA's good training images, score its test images, return the JSON report."""
-    folder = scan_folder(data)
+    """Train on DATA's training set, score its judged set (labeled images not used for training), return the
+    JSON report. DATA is a folder (its project store decides if it has one, else its layout) or a store."""
+    sets = image_sets(data)
     t0 = time.perf_counter()
-    detector, train = train_detector(folder, name, params, progress=progress, log=log)
+    detector, train = train_detector(sets, name, params, progress=progress, log=log)
     train_seconds = time.perf_counter() - t0
-    test = load_items(folder.test, log)
+    test = load_items(sets.judged, log)
     t1 = time.perf_counter()
     result = detector.score(test.images, progress=progress)
     score_seconds = time.perf_counter() - t1
     report = {
         "detector": detector.name,
         "params": detector.params,
-        "data": str(folder.root),
+        "data": str(sets.where),
+        "sets_from": sets.origin,
         **measure(result, test.items),
         "default_component": result.default_component,
         "train_seconds": round(train_seconds, 2),
@@ -154,6 +165,7 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
         "n_train": len(train.images),
         "n_test": len(test.images),
         "n_test_defect": int(image_labels(test.items).sum()),
+        "left_out": {"suspicious": sets.n_suspicious, "unlabeled": sets.n_unlabeled},
         "skipped_files": [str(s) for s in train.skipped + test.skipped],
     }
     return report, detector, result, test
@@ -174,19 +186,18 @@ class TrainScoreOutcome:
             self.map_ranges = shared_map_ranges(self.result.maps)
 
 
-def train_and_score(folder: ImageFolder, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,
-                    should_stop: StopFn = never_stop, log: Log = print) -> TrainScoreOutcome:
-    """What the window's Train button does: fit on the good training images, then score every image of
-    the folder. Progress info carries a "stage" (loading, training, scoring) for the status line."""
+def train_and_score(sets: ImageSets, name: str, params: dict[str, Any], score_items: Sequence[ImageItem], *,
+                    progress: ProgressFn = no_progress, should_stop: StopFn = never_stop,
+                    log: Log = print) -> TrainScoreOutcome:
+    """What the window's Train button does: fit on the project's training set, then score `score_items`
+    (every image of the project, so the gallery shows them all). Progress info carries a "stage" (training,
+    scoring) for the status line."""
 
     def staged(stage: str) -> ProgressFn:
         return lambda done, total, info: progress(done, total, {"stage": stage, **info})
 
-    train = load_items(folder.train, log)
-    if not train.images:
-        raise ValueError(f"{folder.root}: no good training images found (MVTec: train/good; folder: good/)")
-    detector = new_detector(name, params, train, folder)
-    detector.fit(train.images, progress=staged("training"), should_stop=should_stop)
-    scored = load_items(folder.items, log)
+    detector, train = train_detector(sets, name, params, progress=staged("training"), should_stop=should_stop,
+                                     log=log)
+    scored = load_items(score_items, log)
     result = detector.score(scored.images, progress=staged("scoring"), should_stop=should_stop)
     return TrainScoreOutcome(detector, result, scored, train)

@@ -23,9 +23,11 @@ from PySide6.QtWidgets import (
 
 from core.data.folders import FolderError, ImageFolder, scan_folder
 from core.data.images import ImageLoadError, decode_image, decode_mask
+from core.detectors.registry import detector_class
 from core.detectors.results import MapGeometry, geometry_from_layout, map_layout
 from core.evaluate import TrainScoreOutcome, train_and_score
 from core.label_history import LabelHistory, LabelState, LabelStep
+from core.project import TooFewTrainingImages, role, sets_from_store, store_items
 from core.store import Store
 from core.threshold import ThresholdModel
 from inspector_gui.gallery import GalleryWidget
@@ -250,29 +252,36 @@ class MainWindow(QMainWindow):
     # ================================================================== training
     @Slot(str, dict)
     def start_training(self, name: str, settings: dict) -> None:
-        if self.folder is None:
+        """Train on the project's training set (good images marked for training), then score every image.
+        Too few training images is said plainly, with how to mark more, before anything starts."""
+        if self.store is None:
             self._error("Open an image folder first.")
             return
-        folder = self.folder
+        sets, items = sets_from_store(self.store), store_items(self.store)
+        try:
+            sets.require_training(detector_class(name).min_train_images, name)
+        except TooFewTrainingImages as exc:
+            self._error(str(exc))
+            return
 
         def work(progress, should_stop):
-            return train_and_score(folder, name, settings, progress=progress, should_stop=should_stop,
+            return train_and_score(sets, name, settings, items, progress=progress, should_stop=should_stop,
                                    log=lambda m: None)
 
         self._run_job(f"train {name}", work)
 
     def score_with(self, detector: Any) -> None:
-        """Score every image of the open folder with an already trained detector (the demo hands its model
+        """Score every image of the open project with an already trained detector (the demo hands its model
         over this way), in a worker, then show it like a fresh training run."""
         if self.store is None:
             self._after_open.append(lambda: self.score_with(detector))
             return
-        folder = self.folder
+        items = store_items(self.store)
 
         def work(progress, should_stop):
             from core.evaluate import LoadedImages, load_items
 
-            scored = load_items(folder.items, log=lambda m: None)
+            scored = load_items(items, log=lambda m: None)
             result = detector.score(scored.images, progress=progress, should_stop=should_stop)
             return TrainScoreOutcome(detector, result, scored, LoadedImages([], []))
 
@@ -462,7 +471,9 @@ class MainWindow(QMainWindow):
     def _on_label_saved(self, image_id: int, label: str, defect_type: str, note: str) -> None:
         row = self.gallery.model.row_of(str(self.store.absolute_path(image_id)))
         self.gallery.model.set_label(row, label, defect_type)
-        self.threshold_model.set_label(image_id, label)
+        # The threshold panel counts judged images only: a good image used for training stays out of it.
+        judged = role(label, self.store.image(image_id).split) == "judged"
+        self.threshold_model.set_label(image_id, label if judged else "unlabeled")
         name = Path(self.store.image(image_id).path).name
         self.statusBar().showMessage(f"Saved: {name} → {label}" + (f" ({defect_type})" if defect_type else ""))
         if image_id == self.current_id:
@@ -470,12 +481,17 @@ class MainWindow(QMainWindow):
 
     # ================================================================== thresholds
     def _refresh_threshold_model(self) -> None:
-        """Threshold panel data: the default component's scores and the review labels, by image id."""
+        """Threshold panel data: the default component's scores and the review labels of the judged images
+        only (labeled, not used for training: the model has fit its training images, so counting them would
+        bias a threshold low), by image id; every other image counts as unlabeled there."""
         if self.store is None or self.run is None:
             return
         scores = self.run.components[self.run.default_component]
         labels = np.array([lb.label for lb in self.store.labels()], dtype=object)
-        self.threshold_model.set_data(scores, labels)
+        judged = np.full(len(labels), "unlabeled", dtype=object)
+        ids = sets_from_store(self.store).judged_ids
+        judged[ids] = labels[ids]
+        self.threshold_model.set_data(scores, judged)
 
     @Slot(float, float, str)
     def commit_threshold(self, t1: float, t2: float, method: str) -> None:

@@ -8,17 +8,12 @@ with the store's own message (which names the file), and the next request is ser
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from core.data.folders import FolderError
+from core.project.opening import open_project
 from core.store import Store, StoreError
-
-
-def project_store_path(folder: Path) -> Path:
-    """Where the window keeps a folder's review project: beside the images, so they travel together."""
-    return folder / "anomaly_inspector.h5"
 
 
 class StoreService(QObject):
@@ -39,25 +34,13 @@ class StoreService(QObject):
     # ------------------------------------------------------------------ requests (run in the store thread)
     @Slot(str, str)
     def open_project(self, folder_or_store: str, layout: str) -> None:
-        """Open a store file, or the project store of an image folder (created and filled on first use:
-        MVTec folders import their ground truth as labels, other folders are added unlabeled)."""
+        """Open a store file, or the project store of an image folder (created and filled on first use from
+        what the folder's layout says: core.project.opening)."""
         try:
             self._close()
-            target = Path(folder_or_store)
-            if target.is_file():
-                self.store = Store.open(target)
-            else:
-                path = project_store_path(target)
-                if path.exists():
-                    self.store = Store.open(path)
-                else:
-                    self.store = Store.create(path, target)
-                    if layout == "mvtec":
-                        self.store.import_mvtec(target)
-                    else:
-                        self.store.add_folder(target)
+            self.store = open_project(folder_or_store)
             self.opened.emit(self.store)
-        except (StoreError, OSError, ValueError) as exc:
+        except (StoreError, FolderError, OSError, ValueError) as exc:
             self.store = None
             self.failed.emit(str(exc))
 

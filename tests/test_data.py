@@ -45,11 +45,12 @@ def test_bad_files_are_reported_by_name_and_skipped(tmp_path):
 def test_mvtec_layout_with_masks(tiny_demo):
     folder = scan_folder(tiny_demo)
     assert folder.layout == "mvtec"
-    assert len(folder.train) == 12 and all(it.label == "good" for it in folder.train)
-    defects = [it for it in folder.test if it.label == "defect"]
+    train, test = folder.split("train"), folder.split("test")
+    assert len(train) == 12 and all(it.label == "good" for it in train)
+    defects = [it for it in test if it.label == "defect"]
     assert len(defects) == 6 and {it.defect_type for it in defects} == {"scratch", "blowhole", "erased"}
     assert all(it.mask_path and it.mask_path.endswith("_mask.png") for it in defects)
-    assert sum(it.label == "good" for it in folder.test) == 4
+    assert sum(it.label == "good" for it in test) == 4
 
 
 def test_flat_folder_and_wrong_folders(tmp_path):

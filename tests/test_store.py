@@ -485,7 +485,7 @@ def test_tif_masks_are_found_by_evaluation_and_by_the_store_import(tmp_path: Pat
     (cat / "ground_truth" / "crack").mkdir(parents=True)
     assert cv2.imwrite(str(cat / "ground_truth" / "crack" / "000_mask.tif"), np.full((12, 10), 255, np.uint8))
     assert cv2.imwrite(str(cat / "ground_truth" / "crack" / "001.tiff"), np.full((12, 10), 255, np.uint8))
-    scanned = {Path(it.path).name: it.mask_path for it in scan_folder(cat).test}
+    scanned = {Path(it.path).name: it.mask_path for it in scan_folder(cat).split("test")}
     assert scanned == {"000.png": str(cat / "ground_truth" / "crack" / "000_mask.tif"),
                        "001.png": str(cat / "ground_truth" / "crack" / "001.tiff")}
     with Store.create(tmp_path / "data" / "bottle.h5", tmp_path / "data") as s:

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.data.folders import scan_folder
 from core.detectors.registry import available, detector_class, parse_settings
 from core.evaluate import evaluate, load_items, train_detector
 from core.modelio import load_detector
 from core.progress_text import TextProgress
+from core.project import image_sets, project_items
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -34,9 +34,10 @@ def _log(msg: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    folder = scan_folder(args.data)
+    sets = image_sets(args.data)
+    _log(f"{sets.where}: {sets.summary()}")
     with TextProgress("training") as bar:
-        detector, train = train_detector(folder, args.detector, _settings(args), progress=bar, log=_log)
+        detector, train = train_detector(sets, args.detector, _settings(args), progress=bar, log=_log)
     detector.save(args.out)
     rep = detector.fit_report
     print(f"trained {detector.name} on {len(train.images)} images in {rep.seconds:.1f} s "
@@ -46,8 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     detector = load_detector(args.model)
-    folder = scan_folder(args.data)
-    items = folder.test if args.split == "test" else folder.items
+    items = image_sets(args.data).judged if args.split in ("judged", "test") else project_items(args.data)
     loaded = load_items(items, _log)
     with TextProgress("scoring") as bar:
         result = detector.score(loaded.images, progress=bar)
@@ -90,8 +90,10 @@ def run_evaluation(data: str | Path, name: str, settings: dict[str, Any], args: 
 
 
 def print_summary(report: dict[str, Any]) -> None:
-    print(f"{report['detector']}: {report['n_train']} training images, {report['n_test']} test images "
-          f"({report['n_test_defect']} defective); trained in {report['train_seconds']} s "
+    left = ", ".join(f"{n} {k}" for k, n in report.get("left_out", {}).items() if n)
+    print(f"{report['detector']}: trained on {report['n_train']} good images, judged {report['n_test']} labeled "
+          f"images not used for training ({report['n_test_defect']} defective"
+          f"{'; left out ' + left if left else ''}); trained in {report['train_seconds']} s "
           f"(stopped by {report['stopped_by']}); scored {report['score_images_per_second']} images/s")
     auroc, aupr = report.get("image_auroc", {}), report.get("image_aupr", {})
     pix = report.get("pixel_auroc", {})
@@ -116,7 +118,8 @@ def add_commands(sub: Any) -> None:
     """Add `train`, `score`, `evaluate` and `detectors` to an argparse subparsers object."""
 
     def detector_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("data", help="image folder (MVTec AD layout: train/good, test/<defect>, ground_truth)")
+        p.add_argument("data", help="image folder (MVTec AD, Folder layout or flat; its project store decides "
+                                    "when it has one) or a project store (.h5)")
         p.add_argument("--detector", "-d", default="vae",
                        help=f"method name (default vae); one of: {', '.join(available())}")
         p.add_argument("--set", "-s", action="append", metavar="KEY=VALUE",
@@ -125,20 +128,23 @@ def add_commands(sub: Any) -> None:
                        help="stop training after this many seconds (the report says what stopped it)")
         p.add_argument("--device", help="torch device: auto (default), cpu, cuda, mps")
 
-    p = sub.add_parser("train", help="train a detector on a folder's good images and save the model")
+    p = sub.add_parser("train", help="train a detector on the project's training set (good images marked for "
+                                     "training) and save the model")
     detector_options(p)
     p.add_argument("--out", "-o", required=True, help="model file to write")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("score", help="score a folder's images with a saved model")
-    p.add_argument("data", help="image folder")
+    p.add_argument("data", help="image folder or project store (.h5)")
     p.add_argument("--model", "-m", required=True, help="model file written by `train`")
     p.add_argument("--out", "-o", required=True, help="results file: .json (default) or .csv")
-    p.add_argument("--split", choices=("test", "all"), default="all",
-                   help="which images of an MVTec folder to score (default: all)")
+    p.add_argument("--split", choices=("judged", "test", "all"), default="all",
+                   help="all images (default), or only the judged set: labeled images not used for training "
+                        "('test' is the same)")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("evaluate", help="train on DATA/train/good, score DATA/test, report metrics as JSON")
+    p = sub.add_parser("evaluate", help="train on the training set, score the judged set (labeled images not "
+                                        "used for training), report metrics as JSON")
     detector_options(p)
     p.add_argument("--report", "-r", help="JSON report to write")
     p.add_argument("--out", "-o", help="also save the trained model here")

@@ -11,6 +11,7 @@ from core.cli import demo, detector_verbs, store_verbs
 from core.cli.window import WindowOpener, no_window
 from core.data.folders import FolderError
 from core.detectors.base import DetectorError
+from core.store import StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None, open_window: WindowOpener | None = None)
     args.open_window = opener
     try:
         return int(func(args) or 0)
-    except (FolderError, DetectorError, ValueError, OSError) as exc:
+    except (FolderError, DetectorError, StoreError, ValueError, OSError) as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.data.folders import FolderError
 from core.export import ExportError, ExportFilter, open_and_export
-from core.store import Store, StoreError
+from core.project.opening import open_project
+from core.store import Store, StoreError, UnknownImageError
 from core.vocabulary import LABEL_SOURCES, LABELS
 
 USER_ERROR = 2
@@ -27,7 +29,7 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except (StoreError, ExportError) as exc:
+        except (StoreError, ExportError, FolderError) as exc:
             if getattr(args, "debug", False):
                 raise
             print(f"error: {exc}", file=sys.stderr)
@@ -89,19 +91,53 @@ def cmd_import_gt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label_targets(args: argparse.Namespace) -> list[str]:
+    """IMAGE, or the lines of --from-file (blank lines and # comments skipped)."""
+    if args.from_file:
+        text = Path(args.from_file).read_text(encoding="utf-8")
+        targets = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        if args.image:
+            targets.insert(0, args.image)
+        if not targets:
+            raise StoreError(f"{args.from_file}: lists no images")
+        return targets
+    if not args.image:
+        raise StoreError("name an IMAGE or give --from-file FILE (one image path per line)")
+    return [args.image]
+
+
 @_guarded
 def cmd_label(args: argparse.Namespace) -> int:
-    store_path = Path(args.store)
-    with Store.open(store_path) as store:
+    if args.train and args.label != "good":
+        raise StoreError(f"only good images train: --train needs the label good, not {args.label!r}")
+    targets = _label_targets(args)
+    with open_project(args.store) as store:
+        ids, unknown = [], []
+        for target in targets:
+            try:
+                ids.append(store.image_id(target))
+            except UnknownImageError:
+                unknown.append(target)
+        for target in unknown[:_MAX_LISTED]:
+            print(f"skipped: {target}: not an image of the project {store.path}", file=sys.stderr)
+        if len(unknown) > _MAX_LISTED:
+            print(f"skipped: ... and {len(unknown) - _MAX_LISTED} more", file=sys.stderr)
         try:
-            rec = store.set_label(args.image, args.label, defect_type=args.defect_type, note=args.note,
-                                  source=args.source, run_id=args.run)
+            recs = store.set_labels([(i, args.label, args.defect_type, args.note) for i in ids],
+                                    source=args.source, run_id=args.run) if ids else []
         except ValueError as exc:
-            raise StoreError(f"{store_path}: {exc}") from exc
-        path = store.image(rec.image_id).path
-    extra = f" ({rec.defect_type})" if rec.defect_type else ""
-    print(f"{path}: {rec.label}{extra}, by {rec.who} at {rec.time} [{rec.source}]")
-    return 0
+            raise StoreError(f"{store.path}: {exc}") from exc
+        if args.train or args.no_train:
+            store.set_split(ids, "train" if args.train else "test")
+        if len(recs) == 1:
+            rec = recs[0]
+            extra = f" ({rec.defect_type})" if rec.defect_type else ""
+            print(f"{store.image(rec.image_id).path}: {rec.label}{extra}, by {rec.who} at {rec.time} [{rec.source}]"
+                  + ("; used for training" if args.train else ""))
+        elif recs:
+            print(f"labeled {len(recs)} images {args.label} in {store.path}"
+                  + ("; used for training" if args.train else ""))
+    return USER_ERROR if unknown else 0
 
 
 def add_commands(subparsers: Any) -> None:
@@ -134,11 +170,21 @@ def add_commands(subparsers: Any) -> None:
                                   "(default for a new store: the folder holding FOLDER)")
     p.set_defaults(func=cmd_import_gt)
 
-    p = subparsers.add_parser("label", help="set the label of one image in a store",
-                              description="Set one label; it is on disk when the command returns.")
-    p.add_argument("store", help="the project's .h5 label store")
-    p.add_argument("image", help="image path (as stored, relative to the project root, or a path to the file)")
+    p = subparsers.add_parser(
+        "label", help="label images of a project (a folder or its store), optionally for training",
+        description="Set labels; they are on disk when the command returns. A folder without a project store "
+                    "gets one (anomaly_inspector.h5 inside it). With --train the images are also marked for "
+                    "training: the training set is the images labeled good and marked for training; every other "
+                    "labeled image is judged (thresholds, evaluate). Unknown images are named and skipped (exit "
+                    "status 2), the rest are labeled.")
+    p.add_argument("store", metavar="FOLDER|STORE", help="an image folder or a project store (.h5)")
+    p.add_argument("image", nargs="?",
+                   help="image path (as stored, relative to the project root, or a path to the file)")
     p.add_argument("label", choices=LABELS)
+    p.add_argument("--from-file", metavar="FILE", help="label every image listed in FILE (one path per line)")
+    train = p.add_mutually_exclusive_group()
+    train.add_argument("--train", action="store_true", help="also mark the images for training (label good)")
+    train.add_argument("--no-train", action="store_true", help="stop using the images for training (judge them)")
     p.add_argument("--defect-type", help="defect type (for defect / suspicious)")
     p.add_argument("--note", help="free note (default: keep the current note)")
     p.add_argument("--source", choices=LABEL_SOURCES, default="human", help="who decided (default: human)")

@@ -38,19 +38,6 @@ class ImageFolder:
     def split(self, name: str) -> list[ImageItem]:
         return [it for it in self.items if it.split == name]
 
-    @property
-    def train(self) -> list[ImageItem]:
-        """Images to fit on: MVTec train/good; in the other layouts every image labeled good."""
-        if self.layout == "mvtec":
-            return self.split("train")
-        return [it for it in self.items if it.label == "good"]
-
-    @property
-    def test(self) -> list[ImageItem]:
-        if self.layout == "mvtec":
-            return self.split("test")
-        return list(self.items)
-
 
 def _images_in(folder: Path, recursive: bool = False) -> list[Path]:
     if not folder.is_dir():

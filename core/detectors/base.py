@@ -115,6 +115,9 @@ class Detector(ABC):
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     components: ClassVar[tuple[str, ...]] = ("score",)
     default_component: ClassVar[str] = "score"
+    # Fewest good training images the method can fit on; the engine refuses fewer with a plain message
+    # (how many there are, how to mark more) before any work starts.
+    min_train_images: ClassVar[int] = 1
 
     def __init__(self, **params: Any) -> None:
         schema = {p.name: p for p in self.PARAMS}

@@ -21,6 +21,7 @@ Its methods take the lock and delegate. Writes that span parts have their own mo
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +184,22 @@ class Store:
         return self.add_images(files, split=split)
 
     @writer
+    def set_split(self, images: Iterable[int | str | Path], split: str) -> list[ImageRecord]:
+        """Mark images for training ("train"), for judging only ("test") or neither ("unsorted"); returns the
+        records that changed. Recorded in the image-update table with who and when (docs/store-format.md)."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+        changed, seen = [], set()
+        for image in images:
+            old = self._images.rows[self._images.index_of(image)]
+            if old.split != split and old.id not in seen:
+                seen.add(old.id)
+                changed.append(replace(old, split=split))
+        if changed:
+            self._adder.write([], changed)
+        return changed
+
+    @writer
     def set_mask(self, image: int | str | Path, mask: str | Path | None) -> ImageRecord:
         """Record (or with None, forget) the ground-truth mask file of an image; export copies it."""
         old, new = self._images.mask_change(image, mask)
@@ -195,6 +212,15 @@ class Store:
         train), test/good -> good, test/<defect> -> defect of that type, masks from ground_truth/<defect>/.
         Labels a human has set are kept (listed in kept_human): an import must not undo a review."""
         entries, result = mvtec_entries(Path(folder))
+        return self.import_ground_truth(entries, result)
+
+    def import_ground_truth(self, entries: Sequence[tuple[Path, str, str, Path | None]],
+                            result: ImportResult | None = None) -> ImportResult:
+        """Images with what a dataset says of them, as (file, split, defect type or "", mask or None):
+        added (or updated) with that split and mask, labeled good (no defect type) or defect with source
+        "import". Labels a human has set are kept (listed in kept_human)."""
+        result = result or ImportResult()
+        entries = list(entries)
         added, ids = self._adder.add(entries)
         result.added, result.existing, result.skipped = added.added, added.existing, result.skipped + added.skipped
         with self._handle.lock:

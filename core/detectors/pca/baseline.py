@@ -94,6 +94,8 @@ class PcaBaselineDetector(PcaPatchDetector):
     `model_state` use, returns a small JSON-able summary) and `selection_value(...)` (higher = better).
     """
 
+    min_train_images = 4  # some are held out to choose the PCA dimensions
+
     criterion: str = ""
 
     @classmethod

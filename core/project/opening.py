@@ -1,0 +1,62 @@
+"""Open a folder's project store, creating it on first use from what the folder's layout says.
+
+- MVTec AD: its ground truth is imported (train/good marked for training, test/* judged).
+- Folder layout (good/, <defect>/): labels imported; the held-out share of good images is marked for judging
+  and the rest for training (image_sets.held_out), defects for judging.
+- Flat folder: images added unlabeled; the engineer labels them and marks good ones for training.
+A store file opens as it is. The window and the command line both come through here, so they agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.data.folders import ImageFolder, scan_folder
+from core.project.image_sets import HOLDOUT_SEED, HOLDOUT_SHARE, folder_held_out
+from core.project.location import STORE_SUFFIXES, is_store_file, project_store_path
+from core.store import ImportResult, Store
+
+
+def layout_entries(folder: ImageFolder, share: float = HOLDOUT_SHARE,
+                   seed: int = HOLDOUT_SEED) -> list[tuple[Path, str, str, Path | None]]:
+    """Folder layout as import entries (file, split, defect type, mask): good images split train / test by the
+    seeded hold-out, defect images test."""
+    hold = folder_held_out(folder, share, seed)
+    entries = []
+    for it in folder.items:
+        if it.label == "good":
+            split = "test" if it.path in hold else "train"
+        else:
+            split = "test"
+        entries.append((Path(it.path), split, it.defect_type or ("" if it.label == "good" else "defect"),
+                        Path(it.mask_path) if it.mask_path else None))
+    return entries
+
+
+def populate(store: Store, folder: ImageFolder) -> ImportResult | None:
+    """Fill a new project store from the folder's layout; returns the import result (None for a flat folder)."""
+    if folder.layout == "mvtec":
+        return store.import_mvtec(folder.root)
+    if folder.layout == "folder":
+        return store.import_ground_truth(layout_entries(folder))
+    store.add_folder(folder.root)
+    return None
+
+
+def open_project(target: str | Path, *, create: bool = True, readonly: bool = False) -> Store:
+    """The project store of TARGET (a store file, or a folder whose store is created when missing)."""
+    target = Path(target)
+    if is_store_file(target) or (target.suffix.lower() in STORE_SUFFIXES and not target.is_dir()):
+        return Store.open(target, readonly=readonly)  # a missing .h5 is "no such store file", not a folder
+    path = project_store_path(target)
+    if path.exists() or not create:
+        return Store.open(path, readonly=readonly)
+    folder = scan_folder(target)
+    store = Store.create(path, target)
+    try:
+        populate(store, folder)
+    except BaseException:
+        store.close()
+        path.unlink(missing_ok=True)
+        raise
+    return store
