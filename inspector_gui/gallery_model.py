@@ -217,6 +217,16 @@ class GalleryModel(QAbstractListModel):
         self.dataChanged.emit(idx, idx, [GalleryRole.LabelRole.value, GalleryRole.DefectTypeRole.value, _TOOLTIP])
         self.labelChanged.emit(self._paths[item], name, defect_type or "")
 
+    def set_split(self, paths: Sequence[str | Path], split: str) -> None:
+        """Set the split tag of these images (e.g. "train" once they are marked for training)."""
+        code = self._code(split, self._split_vocab, self._split_index)
+        rows = [self.row_of(p) for p in paths]
+        for row in (r for r in rows if r >= 0):
+            self._split_codes[self._order_list[row]] = code
+            idx = self.index(row, 0)
+            self.dataChanged.emit(idx, idx, [GalleryRole.SplitRole.value, _TOOLTIP])
+        self.revision += 1
+
     def set_labels(self, labels: Sequence[str | None], defect_types: Sequence[str | None] | None = None) -> None:
         """All labels at once, in item order (e.g. after opening a store). One dataChanged for all rows."""
         if len(labels) != len(self._paths) or (defect_types is not None and len(defect_types) != len(labels)):

@@ -60,6 +60,7 @@ class MainWindow(QMainWindow):
     # Requests to the store thread (queued connections: the service lives in another thread).
     requestOpen = Signal(str, str)
     requestLabel = Signal(int, str, str, str)
+    requestTraining = Signal(list, bool)
     requestRun = Signal(str, dict, dict, list, dict, str, dict)
     requestThreshold = Signal(str, float, float, str)
 
@@ -131,6 +132,8 @@ class MainWindow(QMainWindow):
             "label_defect": lambda: self.apply_label("defect"),
             "label_suspicious": lambda: self.apply_label("suspicious"),
             "label_clear": lambda: self.apply_label("unlabeled"),
+            "use_for_training": lambda: self.mark_for_training(True),
+            "stop_training_use": lambda: self.mark_for_training(False),
             "next_image": lambda: self.step_image(+1),
             "previous_image": lambda: self.step_image(-1),
             "undo": self.undo,
@@ -163,10 +166,12 @@ class MainWindow(QMainWindow):
         self.service = StoreService()
         self.requestOpen.connect(self.service.open_project)
         self.requestLabel.connect(self.service.set_label)
+        self.requestTraining.connect(self.service.set_training)
         self.requestRun.connect(self.service.add_run)
         self.requestThreshold.connect(self.service.set_threshold)
         self.service.opened.connect(self._on_store_opened)
         self.service.labelSaved.connect(self._on_label_saved)
+        self.service.trainingSaved.connect(self._on_training_saved)
         self.service.runSaved.connect(self._on_run_saved)
         self.service.thresholdSaved.connect(self._on_threshold_saved)
         self.service.failed.connect(self._on_store_failed)
@@ -451,6 +456,34 @@ class MainWindow(QMainWindow):
         if self.label_bar.auto_advance.isChecked():
             self.step_image(+1)
 
+    def selected_image_ids(self) -> list[int]:
+        """The gallery's selected images (the current one when nothing is selected), as store ids."""
+        if self.store is None:
+            return []
+        paths = self.gallery.view.selected_paths()
+        ids = [self.store.image_id(p) for p in paths] if paths else []
+        if not ids and self.current_id is not None:
+            ids = [self.current_id]
+        return ids
+
+    def mark_for_training(self, use: bool) -> None:
+        """Use the selected images for training (they are labeled good) or stop using them (judged)."""
+        ids = self.selected_image_ids()
+        if not ids:
+            self.statusBar().showMessage("Select images in the gallery first.")
+            return
+        self.requestTraining.emit(ids, use)
+
+    @Slot(list, bool)
+    def _on_training_saved(self, image_ids: list, use: bool) -> None:
+        paths = [str(self.store.absolute_path(i)) for i in image_ids]
+        self.gallery.model.set_split(paths, "train" if use else "test")
+        self._refresh_threshold_model()
+        n_train = len(sets_from_store(self.store).train)
+        what = "now used for training" if use else "no longer used for training (judged)"
+        self.statusBar().showMessage(f"{len(image_ids)} image{'s' if len(image_ids) != 1 else ''} {what}; "
+                                     f"the training set has {n_train} images.")
+
     def _send_label(self, image_id: int, state: LabelState) -> None:
         self.requestLabel.emit(image_id, state.label, state.defect_type, state.note)
 
@@ -472,8 +505,9 @@ class MainWindow(QMainWindow):
         row = self.gallery.model.row_of(str(self.store.absolute_path(image_id)))
         self.gallery.model.set_label(row, label, defect_type)
         # The threshold panel counts judged images only: a good image used for training stays out of it.
-        judged = role(label, self.store.image(image_id).split) == "judged"
-        self.threshold_model.set_label(image_id, label if judged else "unlabeled")
+        if self.run is not None:  # before the first run the panel holds no images
+            judged = role(label, self.store.image(image_id).split) == "judged"
+            self.threshold_model.set_label(image_id, label if judged else "unlabeled")
         name = Path(self.store.image(image_id).path).name
         self.statusBar().showMessage(f"Saved: {name} → {label}" + (f" ({defect_type})" if defect_type else ""))
         if image_id == self.current_id:

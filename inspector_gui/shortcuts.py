@@ -18,6 +18,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("label_defect", ("D", "2"), "Label defect"),
     Shortcut("label_suspicious", ("S", "3"), "Label suspicious"),
     Shortcut("label_clear", ("C", "0"), "Clear the label (unlabeled)"),
+    Shortcut("use_for_training", ("T",), "Label the selected images good and use them for training"),
+    Shortcut("stop_training_use", ("Shift+T",), "Stop using the selected images for training (judge them)"),
     Shortcut("next_image", ("Right", "J"), "Next image"),
     Shortcut("previous_image", ("Left", "K"), "Previous image"),
     Shortcut("undo", ("Ctrl+Z",), "Undo the last label"),

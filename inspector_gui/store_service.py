@@ -19,6 +19,7 @@ from core.store import Store, StoreError
 class StoreService(QObject):
     opened = Signal(object)  # the Store
     labelSaved = Signal(int, str, str, str)  # image id, label, defect type, note
+    trainingSaved = Signal(list, bool)  # image ids, now used for training (True) or judged (False)
     runSaved = Signal(str)
     thresholdSaved = Signal(str, float, float, str)
     failed = Signal(str)
@@ -53,6 +54,22 @@ class StoreService(QObject):
             self.labelSaved.emit(image_id, rec.label, rec.defect_type, rec.note)
         except (StoreError, OSError, ValueError) as exc:
             self.failed.emit(f"label not saved: {exc}")
+
+    @Slot(list, bool)
+    def set_training(self, image_ids: list, use: bool) -> None:
+        """Use the images for training (labeled good first, by a person) or stop using them (they are then
+        judged). One commit for the labels, one for the splits; both are on disk when the signals leave."""
+        if not self._ready():
+            return
+        try:
+            if use:
+                relabel = [i for i in image_ids if self.store.label(i).label != "good"]
+                for rec in self.store.set_labels([(i, "good", None, None) for i in relabel]):
+                    self.labelSaved.emit(rec.image_id, rec.label, rec.defect_type, rec.note)
+            self.store.set_split(image_ids, "train" if use else "test")
+            self.trainingSaved.emit(list(image_ids), use)
+        except (StoreError, OSError, ValueError) as exc:
+            self.failed.emit(f"training set not saved: {exc}")
 
     @Slot(str, dict, dict, list, dict, str, dict)
     def add_run(self, detector: str, params: dict, metadata: dict, paths: list, scores: dict,

@@ -1,0 +1,109 @@
+"""The window on a flat camera dump, from labeling to a threshold: nothing trains until the engineer marks
+good images for training; after training, the threshold panel counts only judged images (labeled and not
+used for training), and its confusion matrix follows a dragged threshold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QSettings, Qt
+from PySide6.QtTest import QTest
+
+from core.project import project_store_path, sets_from_store
+from core.store import Store
+from inspector_gui.gallery_model import GalleryRole
+from tests.test_projects import flat_folder
+
+
+@pytest.fixture
+def flat_window(qtbot, tmp_path, tiny_demo):
+    from inspector_gui.main_window import MainWindow
+
+    data = flat_folder(tiny_demo, tmp_path / "dump")
+    frames = sorted(tiny_demo.glob("t*/*/*.png"))
+    kinds = {str(data / f"frame_{k:03d}.png"): ("good" if p.parent.name == "good" else "defect")
+             for k, p in enumerate(frames)}
+    win = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    win.setProperty("quiet_errors", True)  # errors go to the status bar, never a modal box
+    qtbot.addWidget(win, before_close_func=_stop_job)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    win.open_path(data)
+    qtbot.waitUntil(lambda: win.store is not None, timeout=30000)
+    yield win, data, kinds
+    if win.isVisible():
+        win.close()
+
+
+def _stop_job(win) -> None:
+    if win.job is not None and win.job.running:
+        win.job.cancel()
+        win.job.wait(60000)
+
+
+def _select(win, paths: list[str]) -> None:
+    view = win.gallery.view
+    proxy, model = view.model(), win.gallery.model
+    selection = QItemSelection()
+    for p in paths:
+        idx = proxy.mapFromSource(model.index(model.row_of(p), 0))
+        selection.select(idx, idx)
+    view.selectionModel().select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+
+
+def test_flat_folder_label_mark_train_and_threshold_on_judged_images(qtbot, flat_window):
+    win, data, kinds = flat_window
+    assert win.gallery.model.rowCount() == 22 and project_store_path(data).is_file()
+
+    # Nothing marked for training: the Train button says so plainly and starts nothing.
+    win.training.set_settings("gmm", {"image_size": 32})
+    win.training.train_button.click()
+    qtbot.waitUntil(lambda: "marked for training" in win.statusBar().currentMessage(), timeout=5000)
+    assert win.job is None
+
+    good = [p for p, k in kinds.items() if k == "good"]
+    defect = [p for p, k in kinds.items() if k == "defect"]
+    # Select twelve good frames in the gallery and press T: labeled good and used for training.
+    _select(win, good[:12])
+    win.activateWindow()
+    QTest.keyClick(win, Qt.Key.Key_T)
+    qtbot.waitUntil(lambda: len(sets_from_store(win.store).train) == 12, timeout=10000)
+    assert all(win.store.label(p).label == "good" and win.store.label(p).source == "human" for p in good[:12])
+    gallery = win.gallery.model
+    assert {gallery.data(gallery.index(gallery.row_of(p), 0), GalleryRole.SplitRole.value)
+            for p in good[:12]} == {"train"}  # the tiles show it
+
+    # The other four good frames and the six defects are labeled one by one (judged).
+    for path, label in [(p, "good") for p in good[12:]] + [(p, "defect") for p in defect]:
+        win.show_image(path)
+        win.apply_label(label)
+    qtbot.waitUntil(lambda: len(sets_from_store(win.store).judged) == 10, timeout=10000)
+
+    win.training.train_button.click()
+    qtbot.waitUntil(lambda: win.run is not None and win.run.outcome is not None, timeout=120000)
+    qtbot.waitUntil(lambda: win.run.run_id is not None, timeout=30000)
+    assert win.run.outcome.detector.metadata["n_train"] == 12
+    assert np.isfinite(win.gallery.model.scores()).all()  # every frame scored, trained or not
+
+    # The threshold panel counts the ten judged frames only, not the twelve it trained on.
+    model = win.threshold_model
+    assert len(model.group_scores("good")) == 4 and len(model.group_scores("defect")) == 6
+    before = model.stats()
+    lo, hi = model.score_range()
+    model.set_thresholds(lo + 0.9 * (hi - lo))
+    after = model.stats()
+    assert sum(before.counts["good"].values()) == sum(after.counts["good"].values()) == 4
+    assert before.counts != after.counts  # a moved threshold changes the confusion matrix
+
+    # Stop using one for training: it is judged from then on, in the store and in the panel.
+    _select(win, [good[0]])
+    QTest.keyClick(win, Qt.Key.Key_T, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: len(sets_from_store(win.store).train) == 11, timeout=10000)
+    qtbot.waitUntil(lambda: len(model.group_scores("good")) == 5, timeout=5000)
+    store_path = win.store.path
+    win.close()
+    with Store.open(store_path, readonly=True) as store:
+        assert store.image(Path(good[0])).split == "test" and store.image(Path(good[1])).split == "train"
