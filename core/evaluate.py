@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,10 @@ import numpy as np
 
 from core import metrics
 from core.data.folders import ImageItem
-from core.data.images import Skipped, decode_image, decode_mask, load_images
+from core.data.image_source import ImageSource, image_shape
+from core.data.images import Skipped, decode_mask, load_images
 from core.detectors.base import Detector, ProgressFn, StopFn, never_stop, no_progress
+from core.detectors.errors import Cancelled
 from core.detectors.registry import create, detector_class
 from core.detectors.results import ScoreResult, pixel_map, shared_map_ranges
 from core.project import ImageSets, image_sets
@@ -40,6 +42,71 @@ def load_items(items: Sequence[ImageItem], log: Log = print) -> LoadedImages:
     return LoadedImages([by_path[p] for p in kept], images, skipped)
 
 
+def load_source(items: Sequence[ImageItem], min_side: int | None = None, log: Log = print) -> LoadedImages:
+    """The readable images of `items` as a lazy source (decoded on demand, reduced to `min_side`, a bounded
+    cache); each unreadable file is reported by name and left out. Decodes every file once to find them."""
+    source, skipped = ImageSource([it.path for it in items], min_side=min_side).readable(
+        on_skip=lambda s: log(f"warning: {s}"))
+    by_path = {it.path: it for it in items}
+    return LoadedImages([by_path[p] for p in source.paths], source, skipped)
+
+
+# Images scored per chunk: large enough to keep a batch of patches or a backbone busy, small enough that a chunk
+# of decoded 5 MP frames (60 MB each as float32 at full resolution) stays within a few GB.
+SCORE_CHUNK = 32
+
+
+@dataclass
+class ChunkedScores:
+    result: ScoreResult
+    scored: LoadedImages  # the images the result rows refer to, in order (a lazy source: pixels are not kept)
+    decode_seconds: float = 0.0
+
+
+def score_in_chunks(detector: Detector, items: Sequence[ImageItem], *, progress: ProgressFn = no_progress,
+                    should_stop: StopFn = never_stop, log: Log = print, chunk: int = SCORE_CHUNK,
+                    on_chunk: Callable[[list[ImageItem], ScoreResult], None] | None = None) -> ChunkedScores:
+    """Score `items` a chunk at a time: decode a chunk (in parallel, reduced to what the detector needs), score
+    it, hand it to `on_chunk` (e.g. to store it or show it), drop its pixels. Peak memory is one chunk of
+    decoded images plus the results, whatever the number of images. Unreadable files are named and left out."""
+    source = ImageSource([it.path for it in items], min_side=detector.input_side(), cache_bytes=0)
+    parts: list[ScoreResult] = []
+    kept: list[ImageItem] = []
+    skipped: list[Skipped] = []
+
+    def skip(s: Skipped) -> None:
+        skipped.append(s)
+        log(f"warning: {s}")
+
+    total = len(items)
+    for start in range(0, total, chunk):
+        if should_stop():
+            raise Cancelled()
+        indices, images = source.decode_chunk(range(start, min(start + chunk, total)), skip)
+        if not images:
+            continue
+        done_before = start
+
+        def chunk_progress(done: int, _total: int, info: dict, base: int = done_before) -> None:
+            progress(min(total, base + done), total, info)
+
+        part = detector.score(images, progress=chunk_progress, should_stop=should_stop)
+        chunk_items = [items[i] for i in indices]
+        if source.min_side:  # decoded reduced: maps still lie on the file's full resolution
+            part.geometry = [replace(g, original_shape=image_shape(it.path))
+                             for g, it in zip(part.geometry, chunk_items, strict=True)]
+        parts.append(part)
+        kept.extend(chunk_items)
+        if on_chunk is not None:
+            on_chunk(chunk_items, part)
+        del images
+    if not parts:
+        raise ValueError("no readable images to score" + (f" ({len(skipped)} skipped)" if skipped else ""))
+    # The scored images stay reachable (decoded again on demand, as the detector saw them), never held.
+    again = ImageSource([it.path for it in kept], min_side=source.min_side, cache_bytes=0)
+    return ChunkedScores(ScoreResult.concatenate(parts), LoadedImages(kept, again, skipped), source.decode_seconds)
+
+
 def training_fingerprint(items: Sequence[ImageItem], root: Path) -> str:
     """Identifies the training set (relative paths and sizes) so a model records what it learned from."""
     h = hashlib.sha256()
@@ -58,22 +125,21 @@ def train_detector(sets: ImageSets, name: str, params: dict[str, Any], *, progre
     message saying how many there are and how to mark more."""
     needed = detector_class(name).min_train_images
     sets.require_training(needed, name)
-    train = load_items(sets.train, log)
+    detector = create(name, **params)
+    train = load_source(sets.train, detector.input_side(), log)
     if len(train.images) < needed or not train.images:
         readable = ImageSets(sets.root, sets.origin, train=list(train.items), store_path=sets.store_path)
         readable.require_training(needed, name)
-    detector = new_detector(name, params, train, sets.root)
+    stamp_training(detector, train, sets.root)
     detector.fit(train.images, progress=progress, should_stop=should_stop)
     return detector, train
 
 
-def new_detector(name: str, params: dict[str, Any], train: LoadedImages, root: Path) -> Detector:
-    """A detector stamped with what it will learn from (fingerprint, count, folder)."""
-    detector = create(name, **params)
+def stamp_training(detector: Detector, train: LoadedImages, root: Path) -> None:
+    """Record in the detector what it will learn from (fingerprint, count, folder)."""
     detector.metadata["train_fingerprint"] = training_fingerprint(train.items, root)
     detector.metadata["n_train"] = len(train.images)
     detector.metadata["train_folder"] = str(root)
-    return detector
 
 
 def image_labels(items: Sequence[ImageItem]) -> np.ndarray:
@@ -99,8 +165,9 @@ def measure(result: ScoreResult, items: Sequence[ImageItem]) -> dict[str, Any]:
         masks = [_shrink_mask(m) for m in masks]
         out["pixel_auroc"], out["pixel_pro"] = {}, {}
         for name, maps in result.maps.items():
-            dense = [pixel_map(m, g) for m, g in zip(maps, result.geometry, strict=True)]
-            dense = [_fit_to(d, m.shape) for d, m in zip(dense, masks, strict=True)]
+            # One image at a time to the mask's size: full-resolution maps of every image at once would be
+            # 20 MB each for 5 MP frames.
+            dense = [_fit_to(pixel_map(m, g), k.shape) for m, g, k in zip(maps, result.geometry, masks, strict=True)]
             out["pixel_auroc"][name] = round(metrics.pixel_auroc(masks, dense), 4)
             out["pixel_pro"][name] = round(metrics.pro_score(masks, dense), 4)
     return out
@@ -134,7 +201,7 @@ def _masks(items: Sequence[ImageItem]) -> list[np.ndarray]:
         if it.mask_path:
             masks.append(decode_mask(it.mask_path))
         else:
-            masks.append(np.zeros(decode_image(it.path).shape[:2], bool))
+            masks.append(np.zeros(image_shape(it.path), bool))
     return masks
 
 
@@ -146,9 +213,9 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
     t0 = time.perf_counter()
     detector, train = train_detector(sets, name, params, progress=progress, log=log)
     train_seconds = time.perf_counter() - t0
-    test = load_items(sets.judged, log)
     t1 = time.perf_counter()
-    result = detector.score(test.images, progress=progress)
+    chunked = score_in_chunks(detector, sets.judged, progress=progress, log=log)
+    result, test = chunked.result, chunked.scored
     score_seconds = time.perf_counter() - t1
     report = {
         "detector": detector.name,
@@ -161,9 +228,10 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
         "stopped_by": detector.fit_report.stopped_by if detector.fit_report else None,
         "epochs": detector.fit_report.epochs if detector.fit_report else None,
         "score_seconds": round(score_seconds, 2),
-        "score_images_per_second": round(len(test.images) / max(score_seconds, 1e-9), 2),
+        "score_images_per_second": round(len(test.items) / max(score_seconds, 1e-9), 2),
+        "score_decode_share": round(min(1.0, chunked.decode_seconds / max(score_seconds, 1e-9)), 3),
         "n_train": len(train.images),
-        "n_test": len(test.images),
+        "n_test": len(test.items),
         "n_test_defect": int(image_labels(test.items).sum()),
         "left_out": {"suspicious": sets.n_suspicious, "unlabeled": sets.n_unlabeled},
         "skipped_files": [str(s) for s in train.skipped + test.skipped],
@@ -198,6 +266,5 @@ def train_and_score(sets: ImageSets, name: str, params: dict[str, Any], score_it
 
     detector, train = train_detector(sets, name, params, progress=staged("training"), should_stop=should_stop,
                                      log=log)
-    scored = load_items(score_items, log)
-    result = detector.score(scored.images, progress=staged("scoring"), should_stop=should_stop)
-    return TrainScoreOutcome(detector, result, scored, train)
+    chunked = score_in_chunks(detector, score_items, progress=staged("scoring"), should_stop=should_stop, log=log)
+    return TrainScoreOutcome(detector, chunked.result, chunked.scored, train)

@@ -284,11 +284,11 @@ class MainWindow(QMainWindow):
         items = store_items(self.store)
 
         def work(progress, should_stop):
-            from core.evaluate import LoadedImages, load_items
+            from core.evaluate import LoadedImages, score_in_chunks
 
-            scored = load_items(items, log=lambda m: None)
-            result = detector.score(scored.images, progress=progress, should_stop=should_stop)
-            return TrainScoreOutcome(detector, result, scored, LoadedImages([], []))
+            chunked = score_in_chunks(detector, items, progress=progress, should_stop=should_stop,
+                                      log=lambda m: None)
+            return TrainScoreOutcome(detector, chunked.result, chunked.scored, LoadedImages([], []))
 
         self._run_job(f"score {detector.name}", work)
 

@@ -73,8 +73,8 @@ def test_flat_folder_label_mark_train_and_threshold_on_judged_images(qtbot, flat
     qtbot.waitUntil(lambda: len(sets_from_store(win.store).train) == 12, timeout=10000)
     assert all(win.store.label(p).label == "good" and win.store.label(p).source == "human" for p in good[:12])
     gallery = win.gallery.model
-    assert {gallery.data(gallery.index(gallery.row_of(p), 0), GalleryRole.SplitRole.value)
-            for p in good[:12]} == {"train"}  # the tiles show it
+    qtbot.waitUntil(lambda: {gallery.data(gallery.index(gallery.row_of(p), 0), GalleryRole.SplitRole.value)
+                             for p in good[:12]} == {"train"}, timeout=10000)  # the tiles show it
 
     # The other four good frames and the six defects are labeled one by one (judged).
     for path, label in [(p, "good") for p in good[12:]] + [(p, "defect") for p in defect]:

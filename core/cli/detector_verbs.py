@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from core.detectors.registry import available, detector_class, parse_settings
-from core.evaluate import evaluate, load_items, train_detector
+from core.evaluate import evaluate, score_in_chunks, train_detector
 from core.modelio import load_detector
 from core.progress_text import TextProgress
 from core.project import image_sets, project_items
@@ -48,9 +48,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     detector = load_detector(args.model)
     items = image_sets(args.data).judged if args.split in ("judged", "test") else project_items(args.data)
-    loaded = load_items(items, _log)
     with TextProgress("scoring") as bar:
-        result = detector.score(loaded.images, progress=bar)
+        chunked = score_in_chunks(detector, items, progress=bar, log=_log)
+    result, loaded = chunked.result, chunked.scored
     rows = [{"path": it.path, "label": it.label, "defect_type": it.defect_type,
              "score": float(result.scores[i]),
              **{f"{k}": float(v[i]) for k, v in result.components.items()}}

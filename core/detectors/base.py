@@ -134,6 +134,12 @@ class Detector(ABC):
         self.metadata: dict[str, Any] = {}
         self.fitted = False
 
+    def input_side(self) -> int | None:
+        """The shorter side an image must keep when it is decoded: the engine reduces larger frames as they are
+        decoded (a 5 MP JPEG decodes several times faster at 1/4 scale). None: full resolution."""
+        size = self.params.get("image_size")
+        return int(size) if size else None
+
     # -- public contract -------------------------------------------------------------------------
     def fit(
         self, images: Sequence[np.ndarray], *, progress: ProgressFn = no_progress,
