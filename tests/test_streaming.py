@@ -1,0 +1,112 @@
+"""Streaming: images are decoded on demand (reduced to what the detector needs), scoring runs in chunks, and
+peak memory does not grow with the number of images."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.data.folders import ImageItem
+from core.data.image_source import ImageSource, decode_for, image_shape
+from core.data.images import decode_image
+from core.detectors.errors import Cancelled
+from core.detectors.registry import create
+from core.evaluate import SCORE_CHUNK, score_in_chunks
+
+
+def write_frames(folder: Path, n: int, size: tuple[int, int] = (96, 128), suffix: str = ".jpg") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(n):
+        img = np.full((*size, 3), 120, np.uint8) + rng.integers(0, 20, (*size, 3), dtype=np.uint8)
+        if k % 7 == 3:  # a bright pit now and then: something to score
+            cv2.circle(img, (size[1] // 2, size[0] // 2), 6, (255, 255, 255), -1)
+        path = folder / f"f{k:04d}{suffix}"
+        assert cv2.imwrite(str(path), img)
+        paths.append(path)
+    return paths
+
+
+def test_decoding_is_lazy_and_cached_within_its_budget(tmp_path):
+    paths = write_frames(tmp_path, 10)
+    src = ImageSource(paths, cache_bytes=3 * 96 * 128 * 3 * 4)  # room for three decoded frames
+    assert len(src) == 10 and src.decoded == 0  # nothing decoded until asked
+    first = src[0]
+    assert src[0] is first and src.decoded == 1  # a hit
+    assert [img.shape for img in src[2:6]] == [(96, 128, 3)] * 4 and src.decoded == 5
+    assert src._cached_bytes <= src.cache_bytes and len(src._cache) == 3
+    assert len(list(src)) == 10
+    np.testing.assert_array_equal(src[9], decode_image(paths[9]))  # the same pixels as a plain decode
+
+
+def test_jpegs_are_decoded_reduced_to_the_side_the_detector_needs(tmp_path):
+    (path,) = write_frames(tmp_path, 1, size=(480, 640))
+    full = decode_for(path)
+    reduced = decode_for(path, min_side=100)
+    assert full.shape == (480, 640, 3) and min(reduced.shape[:2]) == 100  # decoded at 1/4, then shrunk to 100
+    assert reduced.shape[1] == round(640 * 100 / 480)  # aspect ratio kept
+    assert image_shape(path) == (480, 640)
+    png = tmp_path / "x.png"
+    cv2.imwrite(str(png), np.zeros((300, 200), np.uint8))
+    assert decode_for(png, min_side=50).shape == (75, 50, 1)  # other formats: decoded, then shrunk once
+    assert decode_for(path, min_side=1000).shape == (480, 640, 3)  # never enlarged
+
+
+def test_unreadable_files_are_named_and_left_out(tmp_path):
+    paths = write_frames(tmp_path, 4)
+    (tmp_path / "bad.jpg").write_bytes(b"<html>not a jpeg</html>")
+    src, skipped = ImageSource([*paths[:2], tmp_path / "bad.jpg", *paths[2:]]).readable()
+    assert len(src) == 4 and [Path(s.path).name for s in skipped] == ["bad.jpg"]
+    assert src.decoded == 0 or len(src._cache) == 4  # the decodes done to find it are kept for training
+
+
+def _items(paths: list[Path]) -> list[ImageItem]:
+    return [ImageItem(str(p), "test", "unknown") for p in paths]
+
+
+def test_chunked_scores_equal_whole_batch_scores(tmp_path):
+    paths = write_frames(tmp_path, 12)
+    det = create("gmm", image_size=32, patch_size=16, stride=8)
+    det.fit([decode_for(p, det.input_side()) for p in paths[:8]])
+    whole = det.score([decode_for(p, det.input_side()) for p in paths])
+    chunked = score_in_chunks(det, _items(paths), chunk=5, log=lambda m: None)
+    np.testing.assert_allclose(chunked.result.scores, whole.scores, rtol=1e-6)
+    assert [it.path for it in chunked.scored.items] == [str(p) for p in paths]
+    # Maps lie on the file's own resolution even though it was decoded reduced.
+    assert {g.original_shape for g in chunked.result.geometry} == {(96, 128)}
+
+
+def test_a_bad_file_in_a_chunk_is_skipped_by_name_and_cancel_stops(tmp_path):
+    paths = write_frames(tmp_path, 6)
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    det = create("gmm", image_size=32, patch_size=16, stride=8)
+    det.fit([decode_for(p, 32) for p in paths])
+    logged: list[str] = []
+    out = score_in_chunks(det, _items([paths[0], tmp_path / "zero.jpg", *paths[1:]]), chunk=4, log=logged.append)
+    assert len(out.result) == 6 and len(out.scored.skipped) == 1 and "zero.jpg" in logged[0]
+    with pytest.raises(Cancelled):
+        score_in_chunks(det, _items(paths), chunk=2, should_stop=lambda: True, log=lambda m: None)
+
+
+def test_peak_memory_of_scoring_does_not_grow_with_the_number_of_images(tmp_path):
+    side = 256  # a decoded frame: 256 x 256 x 3 float32 = 0.75 MB
+    paths = write_frames(tmp_path, 4 * SCORE_CHUNK, size=(side, side), suffix=".png")
+    det = create("gmm", image_size=None, patch_size=32, stride=32)
+    det.fit([decode_image(p) for p in paths[:6]])
+
+    def peak(n: int) -> int:
+        tracemalloc.start()
+        score_in_chunks(det, _items(paths[:n]), log=lambda m: None)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    small, large = peak(SCORE_CHUNK), peak(4 * SCORE_CHUNK)
+    frame = side * side * 3 * 4
+    assert large < 1.3 * small + 2 * frame, (small, large)
+    assert large < 0.75 * 4 * SCORE_CHUNK * frame  # below holding every decoded image at once
