@@ -21,8 +21,9 @@ from core.data.images import Skipped, decode_mask, load_images
 from core.detectors.base import Detector, ProgressFn, StopFn, never_stop, no_progress
 from core.detectors.errors import Cancelled
 from core.detectors.registry import create, detector_class
-from core.detectors.results import ScoreResult, pixel_map, shared_map_ranges
+from core.detectors.results import ScoreResult, map_layout, pixel_map, shared_map_ranges
 from core.project import ImageSets, image_sets
+from core.store import Store, StoreError
 
 Log = Callable[[str], None]
 
@@ -65,7 +66,8 @@ class ChunkedScores:
 
 def score_in_chunks(detector: Detector, items: Sequence[ImageItem], *, progress: ProgressFn = no_progress,
                     should_stop: StopFn = never_stop, log: Log = print, chunk: int = SCORE_CHUNK,
-                    on_chunk: Callable[[list[ImageItem], ScoreResult], None] | None = None) -> ChunkedScores:
+                    on_chunk: Callable[[list[ImageItem], ScoreResult], None] | None = None,
+                    keep_maps: bool = True) -> ChunkedScores:
     """Score `items` a chunk at a time: decode a chunk (in parallel, reduced to what the detector needs), score
     it, hand it to `on_chunk` (e.g. to store it or show it), drop its pixels. Peak memory is one chunk of
     decoded images plus the results, whatever the number of images. Unreadable files are named and left out."""
@@ -99,6 +101,8 @@ def score_in_chunks(detector: Detector, items: Sequence[ImageItem], *, progress:
         kept.extend(chunk_items)
         if on_chunk is not None:
             on_chunk(chunk_items, part)
+        if not keep_maps:  # written elsewhere (the store): the result keeps scores only
+            part.maps, part.extras = {k: [] for k in part.maps}, {k: [] for k in part.extras}
         del images
     if not parts:
         raise ValueError("no readable images to score" + (f" ({len(skipped)} skipped)" if skipped else ""))
@@ -268,3 +272,68 @@ def train_and_score(sets: ImageSets, name: str, params: dict[str, Any], score_it
                                      log=log)
     chunked = score_in_chunks(detector, score_items, progress=staged("scoring"), should_stop=should_stop, log=log)
     return TrainScoreOutcome(detector, chunked.result, chunked.scored, train)
+
+
+class MapRangeSample:
+    """A bounded random sample of a run's map values per component, for its shared colour range (the same
+    percentiles as shared_map_ranges) without keeping every map in memory."""
+
+    def __init__(self, per_map: int = 64, seed: int = 0) -> None:
+        self.per_map = per_map
+        self._rng = np.random.default_rng(seed)
+        self._values: dict[str, list[np.ndarray]] = {}
+
+    def add(self, maps: dict[str, list[np.ndarray]]) -> None:
+        for name, grids in maps.items():
+            for g in grids:
+                flat = np.asarray(g, np.float32).ravel()
+                flat = flat[np.isfinite(flat)]
+                if flat.size > self.per_map:
+                    flat = self._rng.choice(flat, self.per_map, replace=False)
+                self._values.setdefault(name, []).append(flat)
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        return shared_map_ranges({k: v for k, v in self._values.items() if v})
+
+
+def score_into_store(store: Store, detector: Detector, items: Sequence[ImageItem], *, run_id: str | None = None,
+                     progress: ProgressFn = no_progress, should_stop: StopFn = never_stop, log: Log = print,
+                     chunk: int = SCORE_CHUNK,
+                     on_chunk: Callable[[str, list[ImageItem], ScoreResult], None] | None = None) -> str:
+    """Score `items` (images of the store) into a run that grows chunk by chunk: each chunk is on disk as soon
+    as it is scored, so a window shows it at once and a cancel or crash keeps it. With `run_id`, resume that
+    run: only the images it has not scored yet are scored. Returns the run id; Cancelled leaves the run
+    incomplete and resumable."""
+    sample = MapRangeSample()
+    done: set[int] = set()
+    if run_id is not None:
+        info = store.run_info(run_id)
+        if info.complete:
+            raise StoreError(f"{store.path}: run {run_id} is already complete")
+        if info.detector != detector.name:
+            raise StoreError(f"{store.path}: run {run_id} was scored by {info.detector}, not {detector.name}")
+        done = set(store.run_image_ids(run_id).tolist())
+        for image_id in sorted(done)[:: max(1, len(done) // 200)]:  # the colour range covers earlier chunks too
+            sample.add({k: [v] for k, v in store.maps(run_id, image_id).items()})
+    todo = [it for it in items if store.image_id(it.path) not in done]
+    state: dict[str, Any] = {"run": run_id, "layout": None}
+
+    def write(chunk_items: list[ImageItem], part: ScoreResult) -> None:
+        if state["run"] is None:
+            state["layout"] = map_layout(part.geometry)
+            state["run"] = store.begin_run(detector.name, detector.params,
+                                           {**detector.metadata, "map_layout": state["layout"]},
+                                           part.default_component, list(part.components), list(part.maps))
+        store.append_to_run(state["run"], [it.path for it in chunk_items], part.components, part.maps)
+        sample.add(part.maps)
+        if on_chunk is not None:
+            on_chunk(state["run"], chunk_items, part)
+
+    if todo:
+        score_in_chunks(detector, todo, progress=progress, should_stop=should_stop, log=log, chunk=chunk,
+                        on_chunk=write, keep_maps=False)
+    if state["run"] is None:
+        raise ValueError("no readable images to score")
+    meta = store.run_info(state["run"]).metadata
+    store.finish_run(state["run"], {**meta, "map_ranges": sample.ranges()})
+    return state["run"]

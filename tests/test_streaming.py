@@ -110,3 +110,90 @@ def test_peak_memory_of_scoring_does_not_grow_with_the_number_of_images(tmp_path
     frame = side * side * 3 * 4
     assert large < 1.3 * small + 2 * frame, (small, large)
     assert large < 0.75 * 4 * SCORE_CHUNK * frame  # below holding every decoded image at once
+
+
+# ---------------------------------------------------------------- runs that grow chunk by chunk, and resume
+def _scored_project(tmp_path: Path, n: int = 10):
+    from core.project import store_items
+    from core.project.opening import open_project
+
+    paths = write_frames(tmp_path / "day", n)
+    det = create("gmm", image_size=32, patch_size=16, stride=8)
+    det.fit([decode_for(p, 32) for p in paths[:6]])
+    store = open_project(tmp_path / "day")
+    return det, store, store_items(store)
+
+
+def test_a_growing_run_is_on_disk_chunk_by_chunk_and_resumes_where_it_stopped(tmp_path):
+    from core.evaluate import score_into_store
+    from core.store import Store
+
+    det, store, items = _scored_project(tmp_path)
+    calls = {"n": 0}
+
+    def stop_after_two_chunks() -> bool:
+        return calls["n"] >= 2
+
+    def count(run_id, chunk_items, part):
+        calls["n"] += 1
+
+    with pytest.raises(Cancelled):
+        score_into_store(store, det, items, chunk=3, should_stop=stop_after_two_chunks, on_chunk=count,
+                         log=lambda m: None)
+    (info,) = store.list_runs()
+    assert not info.complete and info.n_images == 6  # two chunks of three were kept
+    path = store.path
+    store.close()
+    with Store.open(path) as store:  # reopened for writing: an incomplete run is kept, not cleaned up
+        assert store.run_info(info.run_id).n_images == 6
+        seen: list[int] = []
+        run = score_into_store(store, det, items, run_id=info.run_id, chunk=3,
+                               on_chunk=lambda r, chunk_items, part: seen.extend(
+                                   store.image_id(it.path) for it in chunk_items), log=lambda m: None)
+        assert run == info.run_id and len(seen) == 4  # only what was missing
+        done = store.run_info(run)
+        assert done.complete and done.n_images == 10 and set(done.metadata["map_ranges"]) == set(det.components)
+        whole = det.score([decode_for(it.path, 32) for it in items])
+        np.testing.assert_allclose(store.scores(run)[[store.image_id(it.path) for it in items]], whole.scores,
+                                   rtol=1e-5)  # batches of another size: float32 sums in another order
+        comp = det.default_component
+        assert store.maps(run, items[9].path)[comp].shape == whole.maps[comp][9].shape
+        with pytest.raises(Exception, match="complete"):
+            score_into_store(store, det, items, run_id=run, log=lambda m: None)
+
+
+def test_append_refuses_an_image_twice(tmp_path):
+    from core.store import StoreError
+
+    det, store, items = _scored_project(tmp_path, 4)
+    with store:
+        run = store.begin_run("gmm", {}, {}, "M", ["M"])
+        assert store.append_to_run(run, [items[0].path], {"M": np.array([1.0])}) == 1
+        with pytest.raises(ValueError, match="already scored"):
+            store.append_to_run(run, [items[0].path], {"M": np.array([2.0])})
+        store.finish_run(run)
+        with pytest.raises(StoreError, match="complete"):
+            store.append_to_run(run, [items[1].path], {"M": np.array([2.0])})
+
+
+def test_score_verb_into_the_project_and_resume(tmp_path, capsys):
+    from core.cli import main
+    from core.project import project_store_path
+    from core.store import Store
+
+    det, store, items = _scored_project(tmp_path, 8)
+    store.close()
+    model = tmp_path / "m.ai"
+    det.save(model)
+    assert main(["score", str(tmp_path / "day"), "--model", str(model)]) == 0
+    assert "scored 8 images with gmm into" in capsys.readouterr().out
+    # A new day's folder into the same project: its images are added and scored, the old run stays.
+    new_day = tmp_path / "day" / "next"
+    write_frames(new_day, 3)
+    store_path = project_store_path(tmp_path / "day")
+    assert main(["score", str(new_day), "--model", str(model), "--store", str(store_path)]) == 0
+    with Store.open(store_path, readonly=True) as s:
+        runs = s.list_runs()
+        assert [r.n_images for r in runs] == [8, 3] and all(r.complete for r in runs)
+    assert main(["score", str(new_day), "--model", str(model), "--store", str(store_path),
+                 "--resume", "latest"]) == 0  # nothing incomplete: a fresh run

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from core.detectors.registry import available, detector_class, parse_settings
-from core.evaluate import evaluate, score_in_chunks, train_detector
+from core.evaluate import evaluate, score_in_chunks, score_into_store, train_detector
 from core.modelio import load_detector
 from core.progress_text import TextProgress
-from core.project import image_sets, project_items
+from core.project import image_sets, project_items, sets_from_store, store_items
+from core.project.opening import open_project
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -47,6 +48,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     detector = load_detector(args.model)
+    if not args.out:
+        return score_into_project(args, detector)
     items = image_sets(args.data).judged if args.split in ("judged", "test") else project_items(args.data)
     with TextProgress("scoring") as bar:
         chunked = score_in_chunks(detector, items, progress=bar, log=_log)
@@ -67,6 +70,41 @@ def cmd_score(args: argparse.Namespace) -> int:
                                    "default_component": result.default_component, "images": rows,
                                    "skipped_files": [str(s) for s in loaded.skipped]}, indent=1))
     print(f"scored {len(rows)} images ({len(loaded.skipped)} skipped); wrote {out}")
+    return 0
+
+
+def score_into_project(args: argparse.Namespace, detector: Any) -> int:
+    """`score DATA --model M` without --out: into a run of the project store (DATA's own, or --store), a chunk
+    at a time; an interrupted run is resumed with --resume."""
+    data = Path(args.data)
+    with open_project(args.store or data) as store:
+        items = store_items(store)
+        if args.store and data.is_dir():  # a new day's folder into an existing project
+            added = store.add_folder(data)
+            for path, reason in added.skipped:
+                _log(f"skipped: {path}: {reason}")
+            inside = data.resolve()
+            items = [it for it in store_items(store) if Path(it.path).resolve().is_relative_to(inside)]
+        if args.split in ("judged", "test"):
+            judged = set(sets_from_store(store).judged_ids)
+            items = [it for it in items if store.image_id(it.path) in judged]
+        resume = args.resume
+        if resume == "latest":
+            incomplete = [r for r in store.list_runs() if not r.complete]
+            resume = incomplete[-1].run_id if incomplete else None
+        state: dict[str, str] = {}
+        try:
+            with TextProgress("scoring") as bar:
+                run = score_into_store(store, detector, items, run_id=resume, progress=bar, log=_log,
+                                       on_chunk=lambda run_id, *_: state.setdefault("run", run_id))
+        except KeyboardInterrupt:
+            if "run" in state:
+                print(f"interrupted: what was scored is kept in {store.path} ({state['run']}); resume with "
+                      f"`anomaly-inspector score {args.data} --model {args.model} --resume {state['run']}`",
+                      file=sys.stderr)
+            raise
+        info = store.run_info(run)
+    print(f"scored {info.n_images} images with {detector.name} into {store.path} ({run})")
     return 0
 
 
@@ -137,7 +175,11 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("score", help="score a folder's images with a saved model")
     p.add_argument("data", help="image folder or project store (.h5)")
     p.add_argument("--model", "-m", required=True, help="model file written by `train`")
-    p.add_argument("--out", "-o", required=True, help="results file: .json (default) or .csv")
+    p.add_argument("--out", "-o", help="results file: .json (default) or .csv; without it the scores go into "
+                                      "a run of the project store, a chunk at a time (resumable)")
+    p.add_argument("--store", help="score into this project store (DATA's images are added to it first)")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run ('latest': the newest "
+                                                    "incomplete one): only images it has not scored are scored")
     p.add_argument("--split", choices=("judged", "test", "all"), default="all",
                    help="all images (default), or only the judged set: labeled images not used for training "
                         "('test' is the same)")

@@ -67,6 +67,7 @@ class RunInfo:
     components: tuple[str, ...]
     map_components: tuple[str, ...]
     n_images: int
+    complete: bool = True  # False: a growing run still being scored, or one that was cancelled or crashed
 
 
 @dataclass(frozen=True)

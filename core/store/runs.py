@@ -1,7 +1,11 @@
 """Model runs of the store: scores, anomaly maps and the thresholds set on them.
 
-Runs are written once and never change, which is why their row index can be cached (`_run_rows`). Every
-method expects the caller (core.store.store.Store) to hold the handle's lock.
+A run is written whole (add_run: under a hidden name, then renamed) or grows chunk by chunk while a folder is
+scored (begin_run, append_to_run, finish_run), so the window can show scores as they land and a cancelled or
+crashed run resumes where it stopped. A growing run's attribute `n_scored` is its committed row count, moved
+only after the rows are flushed (the tables' rule): a writer killed mid-chunk leaves the previous count, and
+rows beyond it are ignored and overwritten on resume. Rows below it never change, which is why their index can
+be cached (`_run_rows`). Every method expects the caller (core.store.store.Store) to hold the handle's lock.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from core.store.format import check_component, create_table
 from core.store.handle import StoreHandle
 from core.store.hdf5 import get_text_attr, read_text_dataset, set_text_attr, to_json, write_text_dataset
 from core.store.images import Images
-from core.store.maps import read_map, write_maps
+from core.store.maps import append_maps, read_map, write_maps
 from core.store.records import RunInfo, ThresholdRecord
 from core.store.stamps import utc_now
 
@@ -80,9 +84,7 @@ class Runs:
             map_lists[comp] = arrs
         params_json = to_json(params, "params")
         meta_json = to_json(metadata, "metadata")
-        number = max([int(self._runs.attrs.get("next_run", 1))]
-                     + [int(k.rsplit("-", 1)[1]) + 1 for k in self._runs if k.rsplit("-", 1)[-1].isdigit()])
-        run_id = f"run-{number:04d}"
+        run_id, number = self._next_run_id()
         hidden = f".incomplete-{run_id}"
         try:
             g = self._runs.create_group(hidden)
@@ -109,6 +111,103 @@ class Runs:
             raise StoreError(f"{self._h.path}: could not save run ({exc})") from exc
         return run_id
 
+    # ------------------------------------------------------------------ growing runs
+    def begin_run(self, detector: str, params: dict, metadata: dict, default_component: str,
+                  components: Sequence[str], map_components: Sequence[str] = ()) -> str:
+        """A new, empty, incomplete run that append_to_run fills; returns its id."""
+        components, map_components = list(components), list(map_components)
+        for comp in components + map_components:
+            check_component(comp)
+        if default_component not in components:
+            raise ValueError(f"default component {default_component!r} is not among {sorted(components)}")
+        params_json, meta_json = to_json(params, "params"), to_json(metadata, "metadata")
+        run_id, number = self._next_run_id()
+        try:
+            g = self._runs.create_group(run_id)
+            for key, value in (("detector", detector), ("created", utc_now()), ("who", self._h.user),
+                               ("default_component", default_component),
+                               ("components", to_json(components, "components")),
+                               ("map_components", to_json(map_components, "map components")),
+                               ("complete", "no")):
+                set_text_attr(g, key, value)
+            g.attrs["n_scored"] = 0
+            write_text_dataset(g, "params_json", params_json)
+            write_text_dataset(g, "metadata_json", meta_json)
+            g.create_dataset("image_ids", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.int64)
+            sg = g.create_group("scores")
+            for comp in components:
+                sg.create_dataset(comp, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.float64)
+            mg = g.create_group("maps")
+            for comp in map_components:
+                mg.create_group(comp)
+            create_table(g, "thresholds", self._h.text)
+            self._runs.attrs["next_run"] = number + 1
+            self._h.commit()
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self._h.path}: could not start run ({exc})") from exc
+        return run_id
+
+    def append_to_run(self, run_id: str, image_paths: Sequence[str | Path], scores: dict[str, np.ndarray],
+                      maps: dict[str, list[np.ndarray | None]] | None = None) -> int:
+        """Add one chunk of scored images to a growing run; on disk (flushed, counted, fsync'ed) when it
+        returns. Returns the run's new image count. An image the run already scored is refused."""
+        g = self.group(run_id)
+        if get_text_attr(g, "complete", "yes") == "yes":
+            raise StoreError(f"{self._h.path}: run {run_id} is complete; start a new run to score more")
+        n0 = int(g.attrs["n_scored"])
+        ids = np.array([self._images.index_of(p) for p in image_paths], dtype=np.int64)
+        k = len(ids)
+        done = set(g["image_ids"][:n0].tolist())
+        if len(set(ids.tolist())) != k or done & set(ids.tolist()):
+            raise ValueError(f"run {run_id}: a chunk lists an image twice or one the run already scored")
+        comps = json.loads(get_text_attr(g, "components"))
+        if set(scores) != set(comps):
+            raise ValueError(f"run {run_id}: scores for {sorted(scores)}, the run has {sorted(comps)}")
+        arrays = {c: np.asarray(v, dtype=np.float64).reshape(-1) for c, v in scores.items()}
+        if any(a.shape[0] != k for a in arrays.values()):
+            raise ValueError(f"run {run_id}: every component needs {k} scores")
+        map_comps = json.loads(get_text_attr(g, "map_components"))
+        maps = maps or {}
+        try:
+            for name, values in (("image_ids", ids), *((f"scores/{c}", a) for c, a in arrays.items())):
+                ds = g[name]
+                ds.resize((n0 + k,))
+                ds[n0:] = values
+            for comp in map_comps:
+                items = maps.get(comp) or [None] * k
+                if len(items) != k:
+                    raise ValueError(f"maps[{comp!r}] has {len(items)} maps for {k} images")
+                append_maps(g["maps"][comp], n0, [None if m is None else np.asarray(m, np.float32) for m in items])
+            self._h.file.flush()  # the rows are in the file before the count that makes them part of the run
+            g.attrs["n_scored"] = n0 + k
+            self._h.commit()
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self._h.path}: could not save scores of run {run_id} ({exc})") from exc
+        self._run_rows.pop(run_id, None)
+        return n0 + k
+
+    def finish_run(self, run_id: str, metadata: dict | None = None) -> None:
+        """Mark a growing run complete, optionally replacing its metadata (e.g. colour ranges over all maps)."""
+        g = self.group(run_id)
+        try:
+            if metadata is not None:
+                meta_json = to_json(metadata, "metadata")
+                del g["metadata_json"]
+                write_text_dataset(g, "metadata_json", meta_json)
+            set_text_attr(g, "complete", "yes")
+            self._h.commit()
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self._h.path}: could not finish run {run_id} ({exc})") from exc
+
+    def _n_scored(self, g: h5py.Group) -> int:
+        """Committed images of a run: a growing run's count, or every row of a run written whole."""
+        return int(g.attrs["n_scored"]) if "n_scored" in g.attrs else int(g["image_ids"].shape[0])
+
+    def _next_run_id(self) -> tuple[str, int]:
+        number = max([int(self._runs.attrs.get("next_run", 1))]
+                     + [int(k.rsplit("-", 1)[1]) + 1 for k in self._runs if k.rsplit("-", 1)[-1].isdigit()])
+        return f"run-{number:04d}", number
+
     def group(self, run_id: str) -> h5py.Group:
         if not isinstance(run_id, str) or run_id.startswith(".") or "/" in run_id or run_id not in self._runs:
             raise UnknownRunError(f"{self._h.path}: no run {run_id!r}")
@@ -130,15 +229,18 @@ class Runs:
         return RunInfo(run_id, a["detector"], json.loads(read_text_dataset(g, "params_json")),
                        json.loads(read_text_dataset(g, "metadata_json")), a["created"], a["who"],
                        a["default_component"], tuple(json.loads(a["components"])),
-                       tuple(json.loads(a["map_components"])), int(g["image_ids"].shape[0]))
+                       tuple(json.loads(a["map_components"])), self._n_scored(g),
+                       get_text_attr(g, "complete", "yes") == "yes")
 
     def run_image_ids(self, run_id: str) -> np.ndarray:
-        return self.group(run_id)["image_ids"][()]
+        g = self.group(run_id)
+        return g["image_ids"][:self._n_scored(g)]
 
     def run_scores(self, run_id: str) -> dict[str, np.ndarray]:
         """Every component's scores, aligned with run_image_ids(run_id)."""
-        g = self.group(run_id)["scores"]
-        return {comp: g[comp][()] for comp in g}
+        g = self.group(run_id)
+        n = self._n_scored(g)
+        return {comp: g["scores"][comp][:n] for comp in g["scores"]}
 
     def scores(self, run_id: str, component: str | None = None) -> np.ndarray:
         """One component (default: the run's default) aligned to image ids: index = image id, NaN for
@@ -147,16 +249,17 @@ class Runs:
         comp = component or get_text_attr(g, "default_component")
         if comp not in g["scores"]:
             raise StoreError(f"{self._h.path}: run {run_id} has no score component {comp!r}")
+        n = self._n_scored(g)
         out = np.full(len(self._images.paths), np.nan)
-        out[g["image_ids"][()]] = g["scores"][comp][()]
+        out[g["image_ids"][:n]] = g["scores"][comp][:n]
         return out
 
     def maps(self, run_id: str, image: int | str | Path, component: str | None = None) -> dict[str, np.ndarray]:
         """Maps of one image in a run as float32, {component: 2-D array}; {} if the run stored none."""
         g = self.group(run_id)
         i = self._images.index_of(image)
-        if run_id not in self._run_rows:  # runs never change once written: index them once
-            self._run_rows[run_id] = {int(v): k for k, v in enumerate(g["image_ids"][()])}
+        if run_id not in self._run_rows:  # committed rows never change: index them once (append drops it)
+            self._run_rows[run_id] = {int(v): k for k, v in enumerate(g["image_ids"][:self._n_scored(g)])}
         k = self._run_rows[run_id].get(i)
         if k is None:
             raise StoreError(f"{self._h.path}: run {run_id} did not score image {self._images.paths[i]}")

@@ -296,6 +296,24 @@ class Store:
         """
         return self._runs.add_run(detector, params, metadata, image_paths, scores, default_component, maps)
 
+    @writer
+    def begin_run(self, detector: str, params: dict, metadata: dict, default_component: str,
+                  components: Sequence[str], map_components: Sequence[str] = ()) -> str:
+        """Start a run that grows chunk by chunk (append_to_run) while a folder is scored; it shows as
+        incomplete (RunInfo.complete False) until finish_run, and can be resumed after a cancel or a crash."""
+        return self._runs.begin_run(detector, params, metadata, default_component, components, map_components)
+
+    @writer
+    def append_to_run(self, run_id: str, image_paths: Sequence[str | Path], scores: dict[str, np.ndarray],
+                      maps: dict[str, list[np.ndarray | None]] | None = None) -> int:
+        """One scored chunk into a growing run; on disk when this returns. Returns the run's image count."""
+        return self._runs.append_to_run(run_id, image_paths, scores, maps)
+
+    @writer
+    def finish_run(self, run_id: str, metadata: dict | None = None) -> None:
+        """Mark a growing run complete (optionally with its final metadata)."""
+        self._runs.finish_run(run_id, metadata)
+
     @locked
     def list_runs(self) -> list[RunInfo]:
         """Runs in creation order."""
