@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,12 @@ from PySide6.QtWidgets import (
 
 from core.data.folders import FolderError, ImageFolder, scan_folder
 from core.data.images import ImageLoadError, decode_image, decode_mask
+from core.detectors.base import DetectorError
 from core.detectors.registry import detector_class
 from core.detectors.results import MapGeometry, geometry_from_layout, map_layout
-from core.evaluate import TrainScoreOutcome, train_and_score
+from core.evaluate import TrainScoreOutcome, score_into_store, train_and_score
 from core.label_history import LabelHistory, LabelState, LabelStep
+from core.modelio import load_detector
 from core.project import TooFewTrainingImages, role, sets_from_store, store_items
 from core.store import Store
 from core.threshold import ThresholdModel
@@ -142,6 +145,7 @@ class MainWindow(QMainWindow):
             "toggle_mask": self.toggle_mask,
             "open_folder": self.choose_folder,
             "export": self.open_export_dialog,
+            "score_folder": self.choose_model_and_folder,
             "help": self.show_help,
         }
         self.actions_by_name: dict[str, QAction] = {}
@@ -155,7 +159,8 @@ class MainWindow(QMainWindow):
             action.triggered.connect(handlers[sc.action])
             self.addAction(action)
             self.actions_by_name[sc.action] = action
-            target = menu if sc.action in ("open_folder", "export") else helpm if sc.action == "help" else edit
+            file_actions = ("open_folder", "export", "score_folder")
+            target = menu if sc.action in file_actions else helpm if sc.action == "help" else edit
             target.addAction(action)
         quit_action = QAction("Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
@@ -213,7 +218,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opening {path} …")
 
     @Slot(object)
-    def _on_store_opened(self, store: Store) -> None:
+    def _on_store_opened(self, store: Store, load_latest: bool = True) -> None:
         self.store = store
         if self.folder is None:
             try:
@@ -228,7 +233,7 @@ class MainWindow(QMainWindow):
         self.label_bar.set_defect_types([lb.defect_type for lb in labels] + [im.source_defect for im in images])
         self.setWindowTitle(f"Anomaly Inspector — {store.root}")
         self.statusBar().showMessage(f"Opened {store.path} ({len(images)} images)")
-        latest = store.latest_run()
+        latest = store.latest_run() if load_latest else None
         if latest:
             self._load_run_from_store(latest)
         self._refresh_threshold_model()
@@ -292,13 +297,83 @@ class MainWindow(QMainWindow):
 
         self._run_job(f"score {detector.name}", work)
 
-    def _run_job(self, name: str, work: Any) -> None:
+    @Slot()
+    def choose_model_and_folder(self) -> None:
+        """File > Score folder with model: a saved model, then a folder inside the project (a new day's frames)."""
+        if self.store is None:
+            self._error("Open a project first: the scores go into its store.")
+            return
+        start = str(self.settings.value("paths/last_model", str(self.store.root)))
+        model, _ = QFileDialog.getOpenFileName(self, "Model to score with", start, "Models (*.ai *.pt);;All files (*)")
+        if not model:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Folder to score (inside the project)", str(self.store.root))
+        if folder:
+            self.settings.setValue("paths/last_model", model)
+            self.score_folder(model, folder)
+
+    def score_folder(self, model_path: str | Path, folder: str | Path | None = None,
+                     resume: str | None = None) -> None:
+        """Score a folder (default: the whole project) with a saved model into a new run of the project, a
+        chunk at a time: scores appear in the gallery and the threshold panel as chunks land, a cancel keeps
+        what was scored, and `resume` (a run id) continues an interrupted run. New images are added first."""
+        if self.store is None:
+            self._error("Open a project first.")
+            return
+        try:
+            detector = load_detector(model_path)
+        except (DetectorError, OSError, ValueError) as exc:
+            self._error(f"{model_path}: {exc}")
+            return
+        store, root = self.store, Path(folder).resolve() if folder else None
+
+        def work(progress, should_stop):
+            if root is not None and root != store.root.resolve():
+                store.add_folder(root)
+            items = [it for it in store_items(store)
+                     if root is None or Path(it.path).resolve().is_relative_to(root)]
+            state: dict[str, str] = {}
+
+            def with_run(done, total, info):
+                progress(done, total, {**info, "stage": "scoring", **state})
+
+            return score_into_store(store, detector, items, run_id=resume, progress=with_run,
+                                    should_stop=should_stop, log=lambda m: None,
+                                    on_chunk=lambda run_id, *_: state.setdefault("run", run_id))
+
+        self._run_job(f"score {detector.name}", work, on_done=self._on_scored_into_store)
+
+    def _on_scoring_progress(self, done: int, total: int, info: dict) -> None:
+        """Scores that have landed in the store show at once (at most twice a second: a reload reads them all)."""
+        run_id = info.get("run")
+        now = time.monotonic()
+        if run_id and self.store is not None and now - self._last_partial_refresh > 0.5:
+            self._last_partial_refresh = now
+            self._refresh_view_of_run(run_id)
+
+    def _refresh_view_of_run(self, run_id: str) -> None:
+        if self.gallery.model.rowCount() != self.store.n_images:  # images were added: rebuild the gallery
+            self.run = None  # the shown run has fewer rows than the project now; the new one replaces it
+            self._on_store_opened(self.store, load_latest=False)
+        self._load_run_from_store(run_id)
+        self._refresh_threshold_model()
+
+    @Slot(object)
+    def _on_scored_into_store(self, run_id: str) -> None:
+        self._refresh_view_of_run(run_id)
+        info = self.store.run_info(run_id)
+        self.training.job_ended(f"Scored {info.n_images} images with {info.detector} into the project ({run_id}).")
+        self.tabs.setCurrentWidget(self.threshold)
+
+    def _run_job(self, name: str, work: Any, on_done: Any = None) -> None:
         if self.job is not None and self.job.running:
             self._error("A job is already running.")
             return
         self.job = Job(name, work, self)
         self.job.progress.connect(self.training.job_progress)
-        self.job.finished.connect(self._on_trained)
+        self._last_partial_refresh = 0.0
+        self.job.progress.connect(self._on_scoring_progress)
+        self.job.finished.connect(on_done or self._on_trained)
         self.job.failed.connect(self._on_job_failed)
         self.job.cancelled.connect(self._on_job_cancelled)
         self.training.job_started()

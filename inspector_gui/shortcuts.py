@@ -28,6 +28,7 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("toggle_mask", ("M",), "Show / hide the ground-truth contour"),
     Shortcut("open_folder", ("Ctrl+O",), "Open an image folder"),
     Shortcut("export", ("Ctrl+E",), "Export labeled images"),
+    Shortcut("score_folder", ("Ctrl+Shift+S",), "Score a folder with a saved model (into this project)"),
     Shortcut("help", ("F1", "?"), "Show this help"),
 )
 

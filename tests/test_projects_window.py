@@ -4,6 +4,7 @@ used for training), and its confusion matrix follows a dragged threshold."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,30 @@ def test_flat_folder_label_mark_train_and_threshold_on_judged_images(qtbot, flat
     win.close()
     with Store.open(store_path, readonly=True) as store:
         assert store.image(Path(good[0])).split == "test" and store.image(Path(good[1])).split == "train"
+
+
+def test_score_a_new_days_folder_with_a_saved_model_into_the_project(qtbot, flat_window, tmp_path):
+    win, data, kinds = flat_window
+    good = [p for p, k in kinds.items() if k == "good"]
+    _select(win, good[:8])
+    win.mark_for_training(True)
+    qtbot.waitUntil(lambda: len(sets_from_store(win.store).train) == 8, timeout=10000)
+    win.training.set_settings("gmm", {"image_size": 32})
+    win.training.train_button.click()
+    qtbot.waitUntil(lambda: win.run is not None and win.run.run_id is not None, timeout=120000)
+    model = tmp_path / "gmm.ai"
+    win.run.outcome.detector.save(model)
+
+    day2 = data / "day2"
+    day2.mkdir()
+    for k, src in enumerate(sorted(kinds)[:5]):
+        shutil.copy(src, day2 / f"next_{k}.png")
+    win.score_folder(model, day2)
+    qtbot.waitUntil(lambda: win.job is not None and not win.job.running, timeout=120000)
+    qtbot.waitUntil(lambda: win.gallery.model.rowCount() == 27, timeout=10000)  # the new frames joined
+    runs = win.store.list_runs()
+    assert len(runs) == 2 and runs[-1].complete and runs[-1].n_images == 5
+    assert win.run.run_id == runs[-1].run_id
+    scores = win.gallery.model.scores()
+    assert np.isfinite(scores).sum() == 5  # this run scored the new day only
+    assert "Scored 5 images" in win.training.status.text()
