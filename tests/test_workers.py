@@ -53,6 +53,43 @@ def test_cancel_stops_training_within_a_second(qtbot):
     assert job.wait(2000)
 
 
+def test_wait_delivers_the_last_signals_without_an_event_loop(qtbot):
+    """A main thread that blocks in wait() (closing the window, a test's teardown) still gets the result: the
+    worker quits its own thread, and wait() delivers the queued signals before it returns."""
+    release = threading.Event()
+
+    def work(progress, should_stop):
+        release.wait(10)
+        return "done"
+
+    job = Job("w", work)
+    got, ended = [], []
+    job.finished.connect(got.append)
+    job.ended.connect(lambda: ended.append(True))
+    job.start()
+    assert not job.wait(50)  # still running: a bounded wait says so
+    release.set()
+    assert job.wait(30000)
+    assert got == ["done"] and ended == [True] and not job.running
+
+
+def test_stop_cancels_and_waits_for_the_end(qtbot):
+    def work(progress, should_stop):
+        while not should_stop():
+            time.sleep(0.005)
+            progress(1, 2, {})
+        raise Cancelled()
+
+    job = Job("s", work)
+    cancelled = []
+    job.cancelled.connect(lambda: cancelled.append(True))
+    job.start()
+    qtbot.waitUntil(lambda: job.running, timeout=5000)
+    assert job.stop(30000)
+    assert cancelled == [True] and not job.running
+    assert job.stop(10)  # stopping an ended job is harmless
+
+
 def test_errors_are_relayed_with_the_message(qtbot):
     def work(progress, should_stop):
         raise ValueError("/data/x.png: not an image")
