@@ -210,6 +210,9 @@ class GalleryWidget(QWidget):
         self.review_check.setToolTip("Show only images whose score lies between the two review thresholds")
         self.count_label = QLabel()
         self.count_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        # Room for a large count from the start: the bar's rows must not change when the count text does
+        # (the view would jump under a tile that was just scrolled to).
+        self.count_label.setMinimumWidth(self.count_label.fontMetrics().horizontalAdvance("88888 / 88888 shown"))
 
         # One flow of controls: side by side when the dock is wide, as many rows as needed when it is narrow, so
         # the bar never forces a minimum width on the window nor squeezes a control until its text is cut.
