@@ -136,6 +136,9 @@ def shoot_screen_size(app, win, screen: str, suffix: str | None) -> None:
     print(f"screen {screen}: available {available.getRect()}, window frame {frame.getRect()}, minimum "
           f"{win.minimumSizeHint().width()} x {win.minimumSizeHint().height()}, gallery {win.gallery_dock.width()}"
           f", viewer {win.centralWidget().width()}, Model dock {win.model_dock.width()} px wide")
+    for part in (win.gallery_dock, win.centralWidget(), win.model_dock, win.training, win.threshold):
+        print(f"  {part.objectName() or type(part).__name__}: minimum {part.minimumSizeHint().width()} x "
+              f"{part.minimumSizeHint().height()}")
     if not available.contains(frame):
         raise SystemExit(f"the window's frame {frame.getRect()} is not within the screen {available.getRect()}")
     panel = win.threshold

@@ -5,7 +5,7 @@ window wider than the screen: its minimum width is that of its widest single ite
 from __future__ import annotations
 
 from PySide6.QtCore import QMargins, QPoint, QRect, QSize, Qt
-from PySide6.QtWidgets import QLayout, QLayoutItem, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLayout, QLayoutItem, QWidget
 
 
 class FlowLayout(QLayout):
@@ -80,3 +80,14 @@ class FlowLayout(QLayout):
             row_height = max(row_height, hint.height())
         return y + row_height - rect.y() + m.bottom()
 
+
+
+def joined(*widgets: QWidget, spacing: int = 4) -> QWidget:
+    """Widgets that a FlowLayout must keep on one row (a label and its control)."""
+    box = QWidget()
+    row = QHBoxLayout(box)
+    row.setContentsMargins(0, 0, 0, 0)
+    row.setSpacing(spacing)
+    for widget in widgets:
+        row.addWidget(widget)
+    return box

@@ -7,7 +7,7 @@ from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QLineEdit, QPushButton, QWidget
 
 from core.vocabulary import LABEL_COLOURS
-from inspector_gui.flow_layout import FlowLayout
+from inspector_gui.flow_layout import FlowLayout, joined
 from inspector_gui.shortcuts import by_action
 
 _BUTTONS = (("good", "label_good"), ("defect", "label_defect"), ("suspicious", "label_suspicious"),
@@ -45,8 +45,7 @@ class LabelBar(QWidget):
         self.auto_advance.setChecked(True)
         self.current = QLabel("—")
         self.current.setMinimumWidth(160)
-        layout.addWidget(QLabel("type"))
-        layout.addWidget(self.defect_type)
+        layout.addWidget(joined(QLabel("type"), self.defect_type))
         layout.addWidget(self.note)
         layout.addWidget(self.auto_advance)
         layout.addWidget(self.current)

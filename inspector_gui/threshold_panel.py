@@ -176,6 +176,10 @@ class ThresholdPanel(QWidget):
                 table.setItem(r, c, item)
         height = table.horizontalHeader().sizeHint().height() + 22 * len(_ROWS) + 2 * table.frameWidth()
         table.setFixedHeight(height)
+        # Every count column readable: the panel stacks controls above the table before it gets narrower.
+        header_w = max(table.fontMetrics().horizontalAdvance(text) for _, text in _ROWS) + 16
+        table.setMinimumWidth(header_w + len(COLUMNS) * (table.fontMetrics().horizontalAdvance("review") + 18)
+                              + 2 * table.frameWidth())
         table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         return table
 
