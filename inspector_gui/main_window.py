@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, Signal, Slot
+from PySide6.QtCore import QRect, QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -198,7 +198,7 @@ class MainWindow(QMainWindow):
         if not self.restoreState(self.settings.value("window/state", b"")):
             self.size_docks()
 
-    def _available(self, near: Any = None) -> Any:
+    def _available(self, near: QRect | None = None) -> QRect:
         """The available geometry (without task bars) of the screen `near` lies on, else the primary one."""
         screen = QGuiApplication.screenAt(near.center()) if near is not None else None
         screen = screen or self.screen() or QApplication.primaryScreen()
