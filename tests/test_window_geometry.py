@@ -158,3 +158,41 @@ def test_first_start_on_a_1366x768_screen_fits_and_every_control_is_reachable(tm
     assert r["gallery"] >= r["one_tile"] and r["model"] >= 376 and r["centre"] >= 400, r
     assert r["problems"] == {"TrainingPanel": [], "ThresholdPanel": []}, r["problems"]
     assert available.contains(QRect(*r["restored"])), r  # a saved geometry larger than the screen is clamped
+
+
+def test_tile_scores_drop_digits_rather_than_being_cut(qtbot):
+    from PySide6.QtGui import QFont, QFontMetrics
+
+    from inspector_gui.gallery_delegate import fitted_score
+
+    fm = QFontMetrics(QFont())
+    assert fitted_score(52090.0, fm, 1000) == "5.209e4"
+    assert fitted_score(52090.0, fm, fm.horizontalAdvance("5.21e4")) == "5.21e4"
+    assert fitted_score(52090.0, fm, fm.horizontalAdvance("5e4")) == "5e4"
+    assert fitted_score(float("nan"), fm, 5) == "—"
+
+
+def test_flow_layout_wraps_and_asks_only_for_its_widest_item(qtbot):
+    from PySide6.QtWidgets import QPushButton, QWidget
+
+    from inspector_gui.flow_layout import FlowLayout, joined
+
+    host = QWidget()
+    qtbot.addWidget(host)
+    layout = FlowLayout(host)
+    buttons = [QPushButton(f"button number {i}") for i in range(6)]
+    for b in buttons[:4]:
+        layout.addWidget(b)
+    pair = joined(*buttons[4:])
+    layout.addWidget(pair)
+    widest = max(b.sizeHint().width() for b in buttons[:4])
+    # its minimum is its widest item (the pair), not the whole row
+    assert layout.minimumSize().width() == pair.minimumSizeHint().width() < layout.sizeHint().width() / 2
+    assert layout.heightForWidth(10_000) < layout.heightForWidth(widest + 10)  # narrower: more rows
+    host.resize(2 * widest + 20, layout.heightForWidth(2 * widest + 20))
+    host.show()
+    qtbot.waitExposed(host)
+    rows = {b.y() for b in buttons[:4]}
+    assert len(rows) == 2 and all(b.geometry().right() <= host.width() for b in buttons[:4])
+    assert buttons[4].mapTo(host, buttons[4].rect().topLeft()).y() == buttons[5].mapTo(
+        host, buttons[5].rect().topLeft()).y()  # a joined pair stays on one row
