@@ -52,8 +52,7 @@ def create_window(path: str | Path | None = None, detector: Any = None, preset: 
 
 def run_app(path: str | Path | None = None, detector: Any = None, preset: tuple[str, dict] | None = None) -> int:
     app, window = create_window(path, detector, preset)
-    window.resize(1500, 900)
-    window.show()
+    window.show()  # the window sized itself from the screen (or the saved layout)
     # Start-up objects never die; freezing them keeps full garbage collections (the worst UI stalls while a
     # worker trains) short.
     gc.collect()

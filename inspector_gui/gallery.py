@@ -18,16 +18,16 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QGridLayout,
-    QHBoxLayout,
     QLabel,
     QListView,
+    QStyle,
     QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
 
 from core.vocabulary import LABEL_COLOURS, LABELS
+from inspector_gui.flow_layout import FlowLayout
 from inspector_gui.gallery_delegate import REVIEW_COLOUR, GalleryDelegate
 from inspector_gui.gallery_model import GalleryModel, GalleryRole, format_score
 from inspector_gui.gallery_proxy import GalleryFilterProxy
@@ -84,6 +84,12 @@ class GalleryView(QListView):
         grid = QSize(max(tile.width() + gap, width // columns), tile.height() + gap)
         if grid != self.gridSize():
             self.setGridSize(grid)
+
+    def one_tile_width(self) -> int:
+        """The narrowest width that shows one whole tile: tile, grid gaps, scroll bar and frame."""
+        tile = self.itemDelegate().sizeHint(self._item_option(), QModelIndex())
+        scrollbar = self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent, None, self)
+        return tile.width() + 2 * self.spacing() + scrollbar + 2 * self.frameWidth() + 2
 
     def gallery_model(self) -> GalleryModel | None:
         model = self.model()
@@ -165,13 +171,6 @@ def _swatch(colour: str) -> QIcon:
     return QIcon(pixmap)
 
 
-class _BarGroup(QWidget):
-    """A row of filter controls that may be squeezed below its natural width (it wraps before that happens)."""
-
-    def minimumSizeHint(self) -> QSize:
-        return QSize(0, super().minimumSizeHint().height())
-
-
 class GalleryWidget(QWidget):
     """The gallery view with its filter bar: sort, label toggles, split, defect type, review band, a count.
 
@@ -211,33 +210,22 @@ class GalleryWidget(QWidget):
         self.review_check.setToolTip("Show only images whose score lies between the two review thresholds")
         self.count_label = QLabel()
         self.count_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        # Room for a large count from the start: the bar's rows must not change when the count text does
+        # (the view would jump under a tile that was just scrolled to).
+        self.count_label.setMinimumWidth(self.count_label.fontMetrics().horizontalAdvance("88888 / 88888 shown"))
 
-        # Two groups that sit side by side when the window is wide and wrap onto two rows when it is narrow
-        # (the gallery may live in a side dock), so the bar never forces a minimum width on the window.
-        self._sort_group = _BarGroup()
-        row = QHBoxLayout(self._sort_group)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.sort_combo)
-        for box in self.label_checks.values():
-            row.addWidget(box)
-        row.addStretch(1)
-        self._filter_group = _BarGroup()
-        row = QHBoxLayout(self._filter_group)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.split_combo)
-        row.addWidget(self.defect_combo)
-        row.addWidget(self.review_check)
-        row.addStretch(1)
-        row.addWidget(self.count_label)
-        self._bar = QGridLayout()
-        self._bar.setContentsMargins(0, 0, 0, 0)
-        self._bar.setVerticalSpacing(2)
-        self._wrapped: bool | None = None
+        # One flow of controls: side by side when the dock is wide, as many rows as needed when it is narrow, so
+        # the bar never forces a minimum width on the window nor squeezes a control until its text is cut.
+        self._bar = FlowLayout()
+        for control in (self.sort_combo, *self.label_checks.values(), self.split_combo, self.defect_combo,
+                        self.review_check, self.count_label):
+            self._bar.addWidget(control)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(self._bar)
         layout.addWidget(self.view, 1)
-        self._arrange_bar(wrapped=False)
+        # At least one whole tile (thumbnail and score) beside the scroll bar, however narrow the dock.
+        self.view.setMinimumWidth(self.view.one_tile_width())
 
         self.sort_combo.currentIndexChanged.connect(self._on_sort_chosen)
         self.split_combo.currentIndexChanged.connect(self._on_split_chosen)
@@ -258,20 +246,6 @@ class GalleryWidget(QWidget):
         self._refresh_choices()
         self._on_review_band(float("nan"), float("nan"))
         self._on_sort_changed(*self.model.sort_order())
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        one_row = self._sort_group.sizeHint().width() + self._filter_group.sizeHint().width() + 12
-        self._arrange_bar(wrapped=event.size().width() < one_row)
-
-    def _arrange_bar(self, wrapped: bool) -> None:
-        if wrapped == self._wrapped:
-            return
-        self._wrapped = wrapped
-        self._bar.removeWidget(self._sort_group)
-        self._bar.removeWidget(self._filter_group)
-        self._bar.addWidget(self._sort_group, 0, 0)
-        self._bar.addWidget(self._filter_group, 1 if wrapped else 0, 0 if wrapped else 1)
 
     def shown_count(self) -> int:
         return self.proxy.rowCount()

@@ -20,6 +20,21 @@ REVIEW_COLOUR = "#f9a825"  # tile frame of images whose score lies in the review
 _PAD = 4
 
 
+def fitted_score(score: float | None, metrics: QFontMetrics, width: int) -> str:
+    """The tile's score text in at most `width` pixels: the model's 4 significant digits when they fit, else
+    3, 2 or 1 (a narrow tile shows "5.21e4", never a cut "5.209e"). Only a width too small for one digit
+    elides."""
+    text = format_score(score)
+    for digits in (3, 2, 1):
+        if metrics.horizontalAdvance(text) <= width or text == "—":
+            return text
+        text = f"{score:.{digits}g}"
+        if "e" in text:
+            mantissa, exp = text.split("e")
+            text = f"{mantissa}e{int(exp)}"
+    return metrics.elidedText(text, Qt.TextElideMode.ElideRight, width)
+
+
 class GalleryDelegate(QStyledItemDelegate):
     """Paints one tile: thumbnail, file name, score, split tag and a coloured label badge (+ defect type)."""
 
@@ -108,8 +123,9 @@ class GalleryDelegate(QStyledItemDelegate):
             painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, split)
         painter.setFont(bold)
         painter.setPen(text_colour)
-        score = format_score(index.data(GalleryRole.ScoreRole.value))
-        painter.drawText(QRect(x, y, inner_w - tag_w - 4, fm.height()),
+        score_w = inner_w - tag_w - 4
+        score = fitted_score(index.data(GalleryRole.ScoreRole.value), QFontMetrics(bold), score_w)
+        painter.drawText(QRect(x, y, score_w, fm.height()),
                          Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, score)
         y += fm.height() + 3
 

@@ -4,9 +4,10 @@ and the current image's saved label. Buttons show their shortcut from the one sh
 from __future__ import annotations
 
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QLineEdit, QPushButton, QWidget
 
 from core.vocabulary import LABEL_COLOURS
+from inspector_gui.flow_layout import FlowLayout, joined
 from inspector_gui.shortcuts import by_action
 
 _BUTTONS = (("good", "label_good"), ("defect", "label_defect"), ("suspicious", "label_suspicious"),
@@ -21,7 +22,7 @@ class LabelBar(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         keys = by_action()
-        layout = QHBoxLayout(self)
+        layout = FlowLayout(self)  # wraps onto a second row rather than widening the window past a small screen
         layout.setContentsMargins(4, 2, 4, 2)
         self.buttons: dict[str, QPushButton] = {}
         for label, action in _BUTTONS:
@@ -39,13 +40,13 @@ class LabelBar(QWidget):
         self.defect_type.setToolTip("Defect type saved with defect / suspicious labels")
         self.note = QLineEdit()
         self.note.setPlaceholderText("note")
+        self.note.setMinimumWidth(160)
         self.auto_advance = QCheckBox("auto-advance")
         self.auto_advance.setChecked(True)
         self.current = QLabel("—")
         self.current.setMinimumWidth(160)
-        layout.addWidget(QLabel("type"))
-        layout.addWidget(self.defect_type)
-        layout.addWidget(self.note, 1)
+        layout.addWidget(joined(QLabel("type"), self.defect_type))
+        layout.addWidget(self.note)
         layout.addWidget(self.auto_advance)
         layout.addWidget(self.current)
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QRect, QSettings, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QMainWindow,
@@ -41,7 +43,23 @@ from inspector_gui.store_service import StoreService
 from inspector_gui.threshold_panel import ThresholdPanel
 from inspector_gui.training_panel import TrainingPanel
 from inspector_gui.viewer import ImageViewer
+from inspector_gui.window_geometry import clamp_geometry, dock_widths, first_start_geometry
 from inspector_gui.workers import Job
+
+# How long closing the window waits for a cancelled job to end (a training step, or a scoring batch).
+CLOSE_WAIT_MS = 30000
+
+
+def headless() -> bool:
+    """No person can answer a dialog: offscreen / minimal platforms (tests, CI, screenshots)."""
+    return QGuiApplication.platformName() in ("offscreen", "minimal")
+
+
+def ask_user(parent: QWidget, title: str, question: str) -> bool:
+    """The default `MainWindow.confirm`: a Yes/No box; yes without asking where nobody could answer."""
+    if headless():
+        return True
+    return QMessageBox.question(parent, title, question) == QMessageBox.StandardButton.Yes
 
 
 @dataclass
@@ -79,11 +97,13 @@ class MainWindow(QMainWindow):
         self._pending_undo: dict[int, LabelStep] = {}
         self.current_id: int | None = None
         self._after_open: list = []  # callbacks waiting for the store (opening is asynchronous)
+        # Asked before closing with a job running: (title, question) -> yes. Tests replace it, so no modal
+        # box can wait for an answer nobody gives.
+        self.confirm: Callable[[str, str], bool] = lambda title, question: ask_user(self, title, question)
         self._build_widgets()
         self._build_actions()
         self._connect_service()
-        self.restoreGeometry(self.settings.value("window/geometry", b""))
-        self.restoreState(self.settings.value("window/state", b""))
+        self._restore_geometry()
         self._restore_viewer_settings()
 
     # ================================================================== construction
@@ -100,7 +120,7 @@ class MainWindow(QMainWindow):
 
         self.gallery = GalleryWidget()
         self.gallery.currentImageChanged.connect(self.show_image)
-        dock = QDockWidget("Images", self)
+        dock = self.gallery_dock = QDockWidget("Images", self)
         dock.setObjectName("gallery_dock")
         dock.setWidget(self.gallery)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
@@ -114,13 +134,10 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.training, "Training")
         self.tabs.addTab(self.threshold, "Threshold")
-        right = QDockWidget("Model", self)
+        right = self.model_dock = QDockWidget("Model", self)
         right.setObjectName("model_dock")
         right.setWidget(self.tabs)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, right)
-        # First-run proportions (a saved layout overrides them): room for two columns of tiles on the left
-        # and for the histogram beside the ROC curve on the right.
-        self.resizeDocks([dock, right], [330, 760], Qt.Orientation.Horizontal)
         self.morphs = MorphStripPanel()
         self.morph_dock = QDockWidget("Morph strips", self)
         self.morph_dock.setObjectName("morph_dock")
@@ -180,6 +197,31 @@ class MainWindow(QMainWindow):
         self.service.runSaved.connect(self._on_run_saved)
         self.service.thresholdSaved.connect(self._on_threshold_saved)
         self.service.failed.connect(self._on_store_failed)
+
+    def _restore_geometry(self) -> None:
+        """The saved size and layout, kept within the screen it lands on; on first start (nothing saved) a
+        size from the available screen area, centred, with the docks in proportion."""
+        saved = self.settings.value("window/geometry", b"")
+        if saved and self.restoreGeometry(saved):
+            if not self.isMaximized() and not self.isFullScreen():
+                self.setGeometry(clamp_geometry(self.geometry(), self._available(self.geometry())))
+        else:
+            self.setGeometry(first_start_geometry(self._available()))
+        if not self.restoreState(self.settings.value("window/state", b"")):
+            self.size_docks()
+
+    def _available(self, near: QRect | None = None) -> QRect:
+        """The available geometry (without task bars) of the screen `near` lies on, else the primary one."""
+        screen = QGuiApplication.screenAt(near.center()) if near is not None else None
+        screen = screen or self.screen() or QApplication.primaryScreen()
+        return screen.availableGeometry()
+
+    def size_docks(self) -> None:
+        """First-start proportions (a saved layout overrides them): two or three columns of tiles on the
+        left, the histogram beside the ROC curve on the right when there is room, the viewer between."""
+        gallery, model = dock_widths(self.width(), self.gallery.minimumSizeHint().width(),
+                                     self.model_dock.minimumSizeHint().width())
+        self.resizeDocks([self.gallery_dock, self.model_dock], [gallery, model], Qt.Orientation.Horizontal)
 
     def _restore_viewer_settings(self) -> None:
         """Colour map, overlay opacity and normalisation as the user last left them (bad values: defaults)."""
@@ -641,18 +683,17 @@ class MainWindow(QMainWindow):
 
     def _error(self, message: str) -> None:
         self.statusBar().showMessage(message)
-        if not self.property("quiet_errors"):
+        if not self.property("quiet_errors") and not headless():
             QMessageBox.warning(self, "Anomaly Inspector", message)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         if self.job is not None and self.job.running:
-            answer = QMessageBox.question(self, "Training is running",
-                                          "A job is still running. Cancel it and close?")
-            if answer != QMessageBox.StandardButton.Yes:
+            if not self.confirm("Training is running", "A job is still running. Cancel it and close?"):
                 event.ignore()
                 return
-            self.job.cancel()
-            self.job.wait(10000)
+            # Bounded: a job that does not stop in time is left to end on its own (workers.py keeps its
+            # thread alive), so closing never hangs.
+            self.job.stop(CLOSE_WAIT_MS)
         self.gallery.model.shutdown()
         self.settings.setValue("viewer/colormap", self.viewer.colormap())
         self.settings.setValue("viewer/opacity", self.viewer.opacity())

@@ -13,9 +13,10 @@ import math
 
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtGui import QBrush, QColor, QFont, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QBoxLayout,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLayout,
     QPushButton,
     QSizePolicy,
     QSlider,
@@ -117,6 +119,9 @@ class ThresholdPanel(QWidget):
         self.band_check = QCheckBox("review band")
         self.band_check.setToolTip("Scores between T1 and T2 go to a person; at or above T2 they fail.")
         self.preset_combo = QComboBox()
+        # Elide long preset names instead of making the panel (and the window) as wide as the longest one.
+        self.preset_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.preset_combo.setMinimumContentsLength(8)
         for name in PRESETS:
             self.preset_combo.addItem(_PRESET_TEXT[name], name)
             self.preset_combo.setItemData(self.preset_combo.count() - 1, PRESETS[name][1],
@@ -132,9 +137,11 @@ class ThresholdPanel(QWidget):
         self.message.setWordWrap(True)
         self.table = self._make_table()
         self.metrics_label = QLabel()
+        self.metrics_label.setWordWrap(True)
         self.metrics_label.setToolTip("Review counts as flagged: TPR, FPR, precision and F1 use score >= T1.")
         self.auto_label = QLabel()
         self.auto_label.setStyleSheet("color: #555;")
+        self.auto_label.setWordWrap(True)
         self._layout()
         self._connect()
         self._on_preset_changed()
@@ -169,6 +176,10 @@ class ThresholdPanel(QWidget):
                 table.setItem(r, c, item)
         height = table.horizontalHeader().sizeHint().height() + 22 * len(_ROWS) + 2 * table.frameWidth()
         table.setFixedHeight(height)
+        # Every count column readable: the panel stacks controls above the table before it gets narrower.
+        header_w = max(table.fontMetrics().horizontalAdvance(text) for _, text in _ROWS) + 16
+        table.setMinimumWidth(header_w + len(COLUMNS) * (table.fontMetrics().horizontalAdvance("review") + 18)
+                              + 2 * table.frameWidth())
         table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         return table
 
@@ -199,15 +210,19 @@ class ThresholdPanel(QWidget):
         results.addWidget(self.auto_label)
         results.addStretch(1)
 
-        bottom = QHBoxLayout()
-        bottom.addLayout(controls, 1)
-        bottom.addSpacing(8)
-        bottom.addLayout(results, 1)
+        # Controls beside the results when the panel is wide, above them when it is narrow (a side dock on a
+        # 1366 px screen): the panel's minimum width is that of the stacked form.
+        self._controls, self._results = controls, results
+        self._bottom = QBoxLayout(QBoxLayout.Direction.LeftToRight)
+        self._bottom.addLayout(controls, 1)
+        self._bottom.addSpacing(8)
+        self._bottom.addLayout(results, 1)
 
         root = QVBoxLayout(self)
         root.setContentsMargins(6, 6, 6, 6)
         root.addLayout(plots, 1)
-        root.addLayout(bottom, 0)
+        root.addLayout(self._bottom, 0)
+        root.setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)  # minimumSizeHint below decides
 
     def _connect(self) -> None:
         for line in (self.histogram.t1_line, self.histogram.t2_line):
@@ -225,6 +240,27 @@ class ThresholdPanel(QWidget):
 
     def sizeHint(self) -> QSize:
         return QSize(900, 600)
+
+    def _side_by_side_width(self) -> int:
+        m = self.layout().contentsMargins()
+        return (self._controls.minimumSize().width() + 8 + self._results.minimumSize().width()
+                + 2 * self._bottom.spacing() + m.left() + m.right())
+
+    def minimumSizeHint(self) -> QSize:
+        """The stacked form's minimum (the layout flips to it before the width gets below side by side)."""
+        m = self.layout().contentsMargins()
+        width = max(self._controls.minimumSize().width(), self._results.minimumSize().width(),
+                    self.histogram.minimumSizeHint().width() + self.roc.minimumSizeHint().width())
+        height = (max(self.histogram.minimumSizeHint().height(), self.roc.minimumSizeHint().height())
+                  + self._controls.minimumSize().height() + self._results.minimumSize().height() + 12)
+        return QSize(width + m.left() + m.right(), height + m.top() + m.bottom())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        narrow = event.size().width() < self._side_by_side_width()
+        direction = QBoxLayout.Direction.TopToBottom if narrow else QBoxLayout.Direction.LeftToRight
+        if self._bottom.direction() != direction:
+            self._bottom.setDirection(direction)
+        super().resizeEvent(event)
 
     # ------------------------------------------------------------------ user -> model
     def _queue(self, which: str, value: float) -> None:

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from core.detectors.base import DetectorError, Param
 from core.detectors.registry import available, detector_class
+from core.progress_text import budget_fraction, eta_seconds
 
 # Settings a person rarely changes are still shown, but the form lists these first.
 _FIRST = ("epochs", "time_budget", "patch_size", "stride", "image_size", "latent", "base_channels", "n_conv")
@@ -82,6 +83,7 @@ class TrainingPanel(QWidget):
         super().__init__(parent)
         self._editors: dict[str, tuple[Param, QWidget]] = {}
         self._losses: list[float] = []
+        self._loss_x: list[float] = []
         self._started = 0.0
 
         self.detector = QComboBox()
@@ -105,7 +107,7 @@ class TrainingPanel(QWidget):
         self.status.setWordWrap(True)
         self.loss_plot = pg.PlotWidget()
         self.loss_plot.setLabel("left", "loss")
-        self.loss_plot.setLabel("bottom", "progress update")
+        self.loss_plot.setLabel("bottom", "epoch")
         self.loss_plot.setMinimumHeight(140)
         self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#1f77b4", width=1.5))
 
@@ -171,7 +173,8 @@ class TrainingPanel(QWidget):
 
     # ---------------------------------------------------------------- progress display
     def job_started(self) -> None:
-        self._losses = []
+        self._losses, self._loss_x = [], []
+        self.loss_plot.setLabel("bottom", "epoch")
         self._started = time.perf_counter()
         self.loss_curve.setData([], [])
         self.progress.setValue(0)
@@ -180,23 +183,35 @@ class TrainingPanel(QWidget):
         self.status.setText("Loading images…")
 
     def job_progress(self, done: int, total: int, info: dict) -> None:
-        frac = done / total if total else 0.0
-        self.progress.setValue(int(1000 * frac))
         stage = info.get("stage", "working")
-        elapsed = time.perf_counter() - self._started
+        # ETA of the current stage from its own elapsed time ("elapsed" comes from the detector), bounded by
+        # the time budget that will stop training early (the training loop reports it).
+        stage_elapsed = info.get("elapsed", time.perf_counter() - self._started)
+        budget = info.get("time_budget")
+        frac = budget_fraction(done / total if total else 0.0, stage_elapsed, budget)
+        self.progress.setValue(int(1000 * frac))
         text = f"{stage.capitalize()}: {done} / {total}"
         if "epoch" in info:
-            text += f", epoch {info['epoch']}"
-        if 0 < frac < 1:
-            # ETA of the current stage from its own elapsed time ("elapsed" comes from the detector).
-            stage_elapsed = info.get("elapsed", elapsed)
-            text += f", ETA {self._fmt(stage_elapsed / frac - stage_elapsed)}"
+            text += f", epoch {info['epoch']}" + (f" / {info['epochs']}" if info.get("epochs") else "")
+        left = eta_seconds(frac, stage_elapsed, budget) if frac < 1 else None
+        if left is not None and (frac > 0 or budget):
+            bounded = bool(budget) and left == max(0.0, budget - stage_elapsed)
+            text += f", ETA {self._fmt(left)}" + (" (time budget)" if bounded else "")
         self.status.setText(text)
         loss = info.get("loss")
         if loss is not None and math.isfinite(loss):
             self._losses.append(float(loss))
-            y = np.asarray(self._losses)
-            self.loss_curve.setData(np.arange(len(y)), y)
+            self._loss_x.append(self._epoch_position(done, total, info))
+            self.loss_curve.setData(np.asarray(self._loss_x), np.asarray(self._losses))
+
+    def _epoch_position(self, done: int, total: int, info: dict) -> float:
+        """Where on the x axis a loss reported at step `done` of `total` goes: fractional epochs when the
+        training loop says how many epochs make the total, else the step itself (and the axis says so)."""
+        epochs = info.get("epochs")
+        if epochs and total:
+            return done * epochs / total
+        self.loss_plot.setLabel("bottom", "step")
+        return float(done)
 
     def job_ended(self, message: str) -> None:
         self.train_button.setEnabled(True)

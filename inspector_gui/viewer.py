@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.detectors.results import MapGeometry
+from inspector_gui.flow_layout import FlowLayout, joined
 from inspector_gui.viewer_maps import DenseMapCache, format_value, mask_contour, patch_cell, safe_levels
 
 # Menu label -> pyqtgraph colormap name. Perceptually ordered maps first; turbo for people used to "jet".
@@ -77,14 +78,12 @@ class ImageViewer(QWidget):
         self.title_label = QLabel("")
         self.title_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        bar = QHBoxLayout()
-        bar.setContentsMargins(0, 0, 0, 0)
-        for widget in (QLabel("Map"), self.component_box, QLabel("Opacity"), self.opacity_slider,
-                       self.opacity_label, QLabel("Colours"), self.colormap_box, QLabel("Range"), self.norm_box,
-                       self.mask_check):
+        bar = FlowLayout()  # wraps onto a second row rather than making the window wider than a small screen
+        for widget in (joined(QLabel("Map"), self.component_box),
+                       joined(QLabel("Opacity"), self.opacity_slider, self.opacity_label),
+                       joined(QLabel("Colours"), self.colormap_box), joined(QLabel("Range"), self.norm_box),
+                       self.mask_check, self.title_label):
             bar.addWidget(widget)
-        bar.addStretch(1)
-        bar.addWidget(self.title_label)
 
         # --- view ----------------------------------------------------------------------------------
         self.graphics = pg.GraphicsLayoutWidget()

@@ -4,6 +4,10 @@ The job function receives `progress(done, total, info)` and `should_stop()`; bot
 the worker thread (progress emits a queued signal, should_stop reads a threading.Event). Results, errors
 and progress reach the main thread only through signals connected to QObject slots there — never to
 lambdas, which Qt would run in the worker thread.
+
+The worker ends its own thread when the job function returns, so a thread never waits for the main thread's
+event loop to quit it: `Job.wait()` from the main thread (closing the window, a test) cannot deadlock, and
+it delivers the job's last queued signals before it returns.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from core.detectors.base import Cancelled
 
@@ -58,13 +62,18 @@ class _Worker(QObject):
                 self.cancelled.emit()
             else:
                 self.finished.emit(result)
+        finally:
+            # Quit from here, not from a main-thread slot: a main thread blocked in Job.wait() would never
+            # run that slot, and the wait would last its full timeout.
+            QThread.currentThread().quit()
 
 
 class Job(QObject):
     """Handle of one background job. Connect to its signals, then call start(); cancel() asks it to stop.
 
     Signals: progress(done, total, info), finished(result), failed(message, traceback), cancelled(),
-    and ended() after any of the last three, once the thread has quit.
+    and ended() after any of the last three, once the thread has quit. `wait(ms)` blocks until the thread
+    has ended and delivers those signals; `stop(ms)` is cancel() then wait(ms).
     """
 
     progress = Signal(int, int, dict)
@@ -101,7 +110,19 @@ class Job(QObject):
         self._stop.set()
 
     def wait(self, ms: int = 5000) -> bool:
-        return self._thread.wait(ms)
+        """Block at most `ms` until the job's thread has ended. When it has (True), the signals it queued on
+        its way out (finished / failed / cancelled, ended) have been delivered and `running` is False."""
+        if not self._thread.wait(ms):
+            return False
+        # The worker's last signals wait in this (main) thread's queue for this object: deliver them now
+        # rather than at the next event-loop turn, which a closing window or a test may never give.
+        QCoreApplication.sendPostedEvents(self, 0)
+        return True
+
+    def stop(self, ms: int = 5000) -> bool:
+        """Cancel and wait at most `ms` for the job to end (True when it has)."""
+        self.cancel()
+        return self.wait(ms) if self.running else True
 
     @Slot(int, int, dict)
     def _on_progress(self, done: int, total: int, info: dict) -> None:
@@ -109,17 +130,14 @@ class Job(QObject):
 
     @Slot(object)
     def _on_finished(self, result: object) -> None:
-        self._thread.quit()
         self.finished.emit(result)
 
     @Slot(str, str)
     def _on_failed(self, message: str, tb: str) -> None:
-        self._thread.quit()
         self.failed.emit(message, tb)
 
     @Slot()
     def _on_cancelled(self) -> None:
-        self._thread.quit()
         self.cancelled.emit()
 
     @Slot()

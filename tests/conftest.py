@@ -13,7 +13,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One torch thread: with two, training collapses (~8x slower) when another process holds a core, which is
+# how the suite ran out of its waits on a busy machine; tiny test models gain nothing from a second one.
+torch.set_num_threads(1)
 
 from core.data.synthetic import DemoSpec, generate  # noqa: E402
 

@@ -89,8 +89,9 @@ def test_kde_detector_scores_are_minus_sklearn_log_density(fitted, task):
     h = det.metadata["model"]["bandwidth"]
     kde = KernelDensity(kernel="gaussian", bandwidth=h).fit(feats)
     test_feats = training_features(det, task.test[:40])
-    # Scores pass through float32 in the shared sliding-window scorer (core/detectors/sliding_windows.py).
-    np.testing.assert_allclose(det.score(task.test[:40]).scores, -kde.score_samples(test_feats), rtol=1e-6)
+    # Scores pass through float32 in the shared sliding-window scorer (core/detectors/sliding_windows.py), and
+    # the PCA projection's float32 sums depend on the BLAS thread count: 5e-5 relative was seen with one thread.
+    np.testing.assert_allclose(det.score(task.test[:40]).scores, -kde.score_samples(test_feats), rtol=2e-4)
 
 
 # -- OC-SVM -------------------------------------------------------------------------------------------

@@ -53,6 +53,43 @@ def test_cancel_stops_training_within_a_second(qtbot):
     assert job.wait(2000)
 
 
+def test_wait_delivers_the_last_signals_without_an_event_loop(qtbot):
+    """A main thread that blocks in wait() (closing the window, a test's teardown) still gets the result: the
+    worker quits its own thread, and wait() delivers the queued signals before it returns."""
+    release = threading.Event()
+
+    def work(progress, should_stop):
+        release.wait(10)
+        return "done"
+
+    job = Job("w", work)
+    got, ended = [], []
+    job.finished.connect(got.append)
+    job.ended.connect(lambda: ended.append(True))
+    job.start()
+    assert not job.wait(50)  # still running: a bounded wait says so
+    release.set()
+    assert job.wait(30000)
+    assert got == ["done"] and ended == [True] and not job.running
+
+
+def test_stop_cancels_and_waits_for_the_end(qtbot):
+    def work(progress, should_stop):
+        while not should_stop():
+            time.sleep(0.005)
+            progress(1, 2, {})
+        raise Cancelled()
+
+    job = Job("s", work)
+    cancelled = []
+    job.cancelled.connect(lambda: cancelled.append(True))
+    job.start()
+    qtbot.waitUntil(lambda: job.running, timeout=5000)
+    assert job.stop(30000)
+    assert cancelled == [True] and not job.running
+    assert job.stop(10)  # stopping an ended job is harmless
+
+
 def test_errors_are_relayed_with_the_message(qtbot):
     def work(progress, should_stop):
         raise ValueError("/data/x.png: not an image")
@@ -111,6 +148,52 @@ def test_progress_display_shows_eta_and_loss_curve(qtbot):
     assert "ETA 8 s" in panel.status.text() and "epoch 2" in panel.status.text()
     x, y = panel.loss_curve.getData()
     assert list(y) == [12.5, 11.0]
+
+
+def test_loss_curve_is_drawn_over_epochs(qtbot):
+    from inspector_gui.training_panel import TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.job_started()
+    # 4 epochs of 25 steps: step 50 is the end of epoch 2, step 60 is 2.4 epochs in
+    for done, loss in ((10, 3.0), (50, 2.0), (60, 1.5)):
+        panel.job_progress(done, 100, {"stage": "training", "loss": loss, "epoch": done // 25 + 1, "epochs": 4,
+                                       "elapsed": done / 10})
+    x, y = panel.loss_curve.getData()
+    assert list(x) == pytest.approx([0.4, 2.0, 2.4]) and list(y) == [3.0, 2.0, 1.5]
+    assert panel.loss_plot.getPlotItem().getAxis("bottom").labelText == "epoch"
+    assert "epoch 3 / 4" in panel.status.text()
+
+
+def test_eta_accounts_for_the_time_budget(qtbot):
+    """The issue's case: a 60 s budget on a run whose epochs would take far longer showed 38 minutes."""
+    from inspector_gui.training_panel import TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.job_started()
+    info = {"stage": "training", "loss": 1.0, "epoch": 1, "epochs": 1000, "elapsed": 10.0, "time_budget": 60.0}
+    panel.job_progress(40, 10000, info)  # 0.4 % in 10 s: 41 minutes by rate, 50 s by the budget
+    assert "ETA 50 s (time budget)" in panel.status.text()
+    assert panel.progress.value() == int(1000 * 10 / 60)  # the bar moves by time when the budget ends first
+    panel.job_progress(9000, 10000, {**info, "elapsed": 30.0})  # nearly done by steps: the rate is sooner
+    assert "ETA 3 s" in panel.status.text() and "time budget" not in panel.status.text()
+
+
+def test_command_line_eta_accounts_for_the_time_budget():
+    import io
+
+    from core.progress_text import TextProgress, eta_seconds
+
+    assert eta_seconds(0.004, 10.0, 60.0) == pytest.approx(50.0)
+    assert eta_seconds(0.5, 10.0, 60.0) == pytest.approx(10.0)
+    assert eta_seconds(0.5, 10.0) == pytest.approx(10.0) and eta_seconds(0.0, 1.0) is None
+    out = io.StringIO()
+    bar = TextProgress("training", stream=out, min_interval=0.0)
+    bar(40, 10000, {"loss": 1.0, "epoch": 1, "epochs": 1000, "elapsed": 10.0, "time_budget": 60.0})
+    line = out.getvalue()
+    assert "ETA    50s" in line and "time_budget" not in line and "epochs" not in line
 
 
 def test_qt_binding_does_not_leak_references_on_emit():

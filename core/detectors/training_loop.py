@@ -36,7 +36,9 @@ def run_training(
             losses.append(loss)
             report.steps += 1
             elapsed = time.perf_counter() - start
-            progress(report.steps, total, {"loss": loss, "epoch": epoch + 1, "elapsed": elapsed})
+            # epochs and time_budget let a progress display put the curve in epochs and bound its ETA.
+            progress(report.steps, total, {"loss": loss, "epoch": epoch + 1, "elapsed": elapsed, "epochs": epochs,
+                                           "time_budget": time_budget})
             if time_budget and elapsed >= time_budget:
                 report.stopped_by = "time_budget"
                 break
