@@ -66,7 +66,7 @@ def open_scored_window(data: Path, detector, preset: tuple[str, dict], work: Pat
         win.resize(1880, 1020)
         win.move(0, 0)
     win.show()
-    wait_until(app, lambda: win.run is not None and win.run.outcome is not None, timeout)
+    wait_until(app, lambda: win.run is not None and win.run.model is not None, timeout)
     wait_until(app, lambda: win.run.run_id is not None, 60)
     target = win.store.image_id(data / image)
     win.gallery.view.select_path(str(win.store.absolute_path(target)))

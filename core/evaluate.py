@@ -299,11 +299,13 @@ class MapRangeSample:
 def score_into_store(store: Store, detector: Detector, items: Sequence[ImageItem], *, run_id: str | None = None,
                      progress: ProgressFn = no_progress, should_stop: StopFn = never_stop, log: Log = print,
                      chunk: int = SCORE_CHUNK,
-                     on_chunk: Callable[[str, list[ImageItem], ScoreResult], None] | None = None) -> str:
+                     on_chunk: Callable[[str, list[ImageItem], ScoreResult], None] | None = None,
+                     extras_out: dict[int, dict[str, Any]] | None = None) -> str:
     """Score `items` (images of the store) into a run that grows chunk by chunk: each chunk is on disk as soon
     as it is scored, so a window shows it at once and a cancel or crash keeps it. With `run_id`, resume that
     run: only the images it has not scored yet are scored. Returns the run id; Cancelled leaves the run
-    incomplete and resumable."""
+    incomplete and resumable. `extras_out` collects each image's small extras (e.g. OIAD morph strips, which
+    the store does not keep) by image id."""
     sample = MapRangeSample()
     done: set[int] = set()
     if run_id is not None:
@@ -326,6 +328,9 @@ def score_into_store(store: Store, detector: Detector, items: Sequence[ImageItem
                                            part.default_component, list(part.components), list(part.maps))
         store.append_to_run(state["run"], [it.path for it in chunk_items], part.components, part.maps)
         sample.add(part.maps)
+        if extras_out is not None and part.extras:
+            for k, it in enumerate(chunk_items):
+                extras_out[store.image_id(it.path)] = {name: values[k] for name, values in part.extras.items()}
         if on_chunk is not None:
             on_chunk(state["run"], chunk_items, part)
 
@@ -337,3 +342,65 @@ def score_into_store(store: Store, detector: Detector, items: Sequence[ImageItem
     meta = store.run_info(state["run"]).metadata
     store.finish_run(state["run"], {**meta, "map_ranges": sample.ranges()})
     return state["run"]
+
+
+@dataclass
+class StoredRun:
+    """A run scored into the project store, and what the window keeps of it in memory: the model (to save or
+    score more with) and each image's small extras."""
+
+    detector: Detector
+    run_id: str
+    extras: dict[int, dict[str, Any]] = field(default_factory=dict)
+    n_train: int = 0
+
+
+MODELS_FOLDER = "models"
+
+
+def save_beside_store(detector: Detector, store: Store) -> Path:
+    """Save a freshly trained model in the project's models/ folder and record where in its metadata, so an
+    interrupted run can be resumed with the same model."""
+    folder = store.path.parent / MODELS_FOLDER
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{detector.name}-{time.strftime('%Y%m%d-%H%M%S')}.ai"
+    k = 1
+    while path.exists():
+        path = folder / f"{detector.name}-{time.strftime('%Y%m%d-%H%M%S')}-{k}.ai"
+        k += 1
+    detector.metadata["model_file"] = f"{MODELS_FOLDER}/{path.name}"  # relative to the store's folder
+    detector.save(path)
+    return path
+
+
+def train_into_store(store: Store, sets: ImageSets, name: str, params: dict[str, Any], items: Sequence[ImageItem],
+                     *, progress: ProgressFn = no_progress, should_stop: StopFn = never_stop,
+                     log: Log = print) -> StoredRun:
+    """What the window's Train button does: fit on the project's training set, save the model beside the store,
+    then score `items` into a run that grows chunk by chunk (shown as it lands; a cancel keeps what was scored
+    and the run can be resumed with the saved model). Progress info carries the stage and, once the run
+    exists, its id ("run")."""
+    detector, train = train_detector(sets, name, params, progress=_staged(progress, "training"),
+                                     should_stop=should_stop, log=log)
+    save_beside_store(detector, store)
+    return score_keeping_extras(store, detector, items, progress=progress, should_stop=should_stop, log=log,
+                                n_train=len(train.images))
+
+
+def score_keeping_extras(store: Store, detector: Detector, items: Sequence[ImageItem], *, run_id: str | None = None,
+                         progress: ProgressFn = no_progress, should_stop: StopFn = never_stop, log: Log = print,
+                         n_train: int = 0) -> StoredRun:
+    """score_into_store for the window: progress info names the run as soon as it exists, extras are kept."""
+    extras: dict[int, dict[str, Any]] = {}
+    state: dict[str, str] = {}
+
+    def with_run(done: int, total: int, info: dict) -> None:
+        progress(done, total, {**info, "stage": "scoring", **state})
+
+    run = score_into_store(store, detector, items, run_id=run_id, progress=with_run, should_stop=should_stop, log=log,
+                           on_chunk=lambda r, *_: state.setdefault("run", r), extras_out=extras)
+    return StoredRun(detector, run, extras, n_train)
+
+
+def _staged(progress: ProgressFn, stage: str) -> ProgressFn:
+    return lambda done, total, info: progress(done, total, {"stage": stage, **info})

@@ -28,8 +28,8 @@ from core.data.folders import FolderError, ImageFolder, scan_folder
 from core.data.images import ImageLoadError, decode_image, decode_mask
 from core.detectors.base import DetectorError
 from core.detectors.registry import detector_class
-from core.detectors.results import MapGeometry, geometry_from_layout, map_layout
-from core.evaluate import TrainScoreOutcome, score_into_store, train_and_score
+from core.detectors.results import MapGeometry, geometry_from_layout
+from core.evaluate import StoredRun, score_keeping_extras, train_into_store
 from core.label_history import LabelHistory, LabelState, LabelStep
 from core.modelio import load_detector
 from core.project import TooFewTrainingImages, role, sets_from_store, store_items
@@ -70,11 +70,14 @@ class RunView:
     detector: str
     default_component: str
     components: dict[str, np.ndarray]  # name -> (n_images,) by store image id
-    rows: dict[int, int] = field(default_factory=dict)  # image id -> row of the in-memory result
-    outcome: TrainScoreOutcome | None = None
     params: dict[str, Any] = field(default_factory=dict)
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     map_layout: dict[str, Any] = field(default_factory=dict)  # see core.detectors.results.map_layout
+    complete: bool = True  # False while it is being scored, or after a cancel or a crash (resumable)
+    # Kept in memory for a run scored in this window: the model, and per image id the extras the store does not
+    # keep (OIAD morph strips).
+    model: Any = None
+    extras: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 class MainWindow(QMainWindow):
@@ -82,7 +85,6 @@ class MainWindow(QMainWindow):
     requestOpen = Signal(str, str)
     requestLabel = Signal(int, str, str, str)
     requestTraining = Signal(list, bool)
-    requestRun = Signal(str, dict, dict, list, dict, str, dict)
     requestThreshold = Signal(str, float, float, str)
 
     def __init__(self, settings: QSettings | None = None):
@@ -163,6 +165,7 @@ class MainWindow(QMainWindow):
             "open_folder": self.choose_folder,
             "export": self.open_export_dialog,
             "score_folder": self.choose_model_and_folder,
+            "resume_run": self.resume_interrupted_run,
             "help": self.show_help,
         }
         self.actions_by_name: dict[str, QAction] = {}
@@ -176,7 +179,7 @@ class MainWindow(QMainWindow):
             action.triggered.connect(handlers[sc.action])
             self.addAction(action)
             self.actions_by_name[sc.action] = action
-            file_actions = ("open_folder", "export", "score_folder")
+            file_actions = ("open_folder", "export", "score_folder", "resume_run")
             target = menu if sc.action in file_actions else helpm if sc.action == "help" else edit
             target.addAction(action)
         quit_action = QAction("Quit", self)
@@ -189,12 +192,10 @@ class MainWindow(QMainWindow):
         self.requestOpen.connect(self.service.open_project)
         self.requestLabel.connect(self.service.set_label)
         self.requestTraining.connect(self.service.set_training)
-        self.requestRun.connect(self.service.add_run)
         self.requestThreshold.connect(self.service.set_threshold)
         self.service.opened.connect(self._on_store_opened)
         self.service.labelSaved.connect(self._on_label_saved)
         self.service.trainingSaved.connect(self._on_training_saved)
-        self.service.runSaved.connect(self._on_run_saved)
         self.service.thresholdSaved.connect(self._on_threshold_saved)
         self.service.failed.connect(self._on_store_failed)
 
@@ -278,6 +279,10 @@ class MainWindow(QMainWindow):
         latest = store.latest_run() if load_latest else None
         if latest:
             self._load_run_from_store(latest)
+            if not self.run.complete:
+                self.statusBar().showMessage(
+                    f"Opened {store.path}: run {latest} was interrupted after {store.run_info(latest).n_images} "
+                    f"images; File > Resume interrupted run (Ctrl+Shift+R) continues it.")
         self._refresh_threshold_model()
         if images:
             self._select_view_row(0)
@@ -294,8 +299,10 @@ class MainWindow(QMainWindow):
             full[ids] = values
             comps[name] = full
         ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in info.metadata.get("map_ranges", {}).items()}
+        live = self.run if self.run is not None and self.run.run_id == run_id else None
         self.run = RunView(run_id, info.detector, info.default_component, comps, params=info.params, ranges=ranges,
-                           map_layout=info.metadata.get("map_layout") or {})
+                           map_layout=info.metadata.get("map_layout") or {}, complete=info.complete,
+                           model=live.model if live else None, extras=live.extras if live else {})
         self._show_scores()
         rec = self.store.threshold(run_id)
         if rec:
@@ -316,9 +323,11 @@ class MainWindow(QMainWindow):
             self._error(str(exc))
             return
 
+        store = self.store
+
         def work(progress, should_stop):
-            return train_and_score(sets, name, settings, items, progress=progress, should_stop=should_stop,
-                                   log=lambda m: None)
+            return train_into_store(store, sets, name, settings, items, progress=progress, should_stop=should_stop,
+                                    log=lambda m: None)
 
         self._run_job(f"train {name}", work)
 
@@ -328,16 +337,7 @@ class MainWindow(QMainWindow):
         if self.store is None:
             self._after_open.append(lambda: self.score_with(detector))
             return
-        items = store_items(self.store)
-
-        def work(progress, should_stop):
-            from core.evaluate import LoadedImages, score_in_chunks
-
-            chunked = score_in_chunks(detector, items, progress=progress, should_stop=should_stop,
-                                      log=lambda m: None)
-            return TrainScoreOutcome(detector, chunked.result, chunked.scored, LoadedImages([], []))
-
-        self._run_job(f"score {detector.name}", work)
+        self._score_into_project(detector)
 
     @Slot()
     def choose_model_and_folder(self) -> None:
@@ -367,23 +367,38 @@ class MainWindow(QMainWindow):
         except (DetectorError, OSError, ValueError) as exc:
             self._error(f"{model_path}: {exc}")
             return
-        store, root = self.store, Path(folder).resolve() if folder else None
+        self._score_into_project(detector, Path(folder).resolve() if folder else None, resume)
+
+    def _score_into_project(self, detector: Any, root: Path | None = None, resume: str | None = None) -> None:
+        store = self.store
 
         def work(progress, should_stop):
             if root is not None and root != store.root.resolve():
                 store.add_folder(root)
             items = [it for it in store_items(store)
                      if root is None or Path(it.path).resolve().is_relative_to(root)]
-            state: dict[str, str] = {}
+            return score_keeping_extras(store, detector, items, run_id=resume, progress=progress,
+                                        should_stop=should_stop, log=lambda m: None)
 
-            def with_run(done, total, info):
-                progress(done, total, {**info, "stage": "scoring", **state})
+        self._run_job(f"score {detector.name}", work)
 
-            return score_into_store(store, detector, items, run_id=resume, progress=with_run,
-                                    should_stop=should_stop, log=lambda m: None,
-                                    on_chunk=lambda run_id, *_: state.setdefault("run", run_id))
-
-        self._run_job(f"score {detector.name}", work, on_done=self._on_scored_into_store)
+    @Slot()
+    def resume_interrupted_run(self) -> None:
+        """File > Resume interrupted run: the newest incomplete run, with the model saved when it was trained."""
+        if self.store is None:
+            self._error("Open a project first.")
+            return
+        incomplete = [r for r in self.store.list_runs() if not r.complete]
+        if not incomplete:
+            self.statusBar().showMessage("No interrupted run in this project.")
+            return
+        run = incomplete[-1]
+        model = run.metadata.get("model_file")
+        if not model or not (self.store.path.parent / model).is_file():
+            self._error(f"{run.run_id} cannot be resumed: its model file ({model or 'not recorded'}) is missing. "
+                        "Use File > Score folder with model.")
+            return
+        self.score_folder(self.store.path.parent / model, resume=run.run_id)
 
     def _on_scoring_progress(self, done: int, total: int, info: dict) -> None:
         """Scores that have landed in the store show at once (at most twice a second: a reload reads them all)."""
@@ -400,12 +415,6 @@ class MainWindow(QMainWindow):
         self._load_run_from_store(run_id)
         self._refresh_threshold_model()
 
-    @Slot(object)
-    def _on_scored_into_store(self, run_id: str) -> None:
-        self._refresh_view_of_run(run_id)
-        info = self.store.run_info(run_id)
-        self.training.job_ended(f"Scored {info.n_images} images with {info.detector} into the project ({run_id}).")
-        self.tabs.setCurrentWidget(self.threshold)
 
     def _run_job(self, name: str, work: Any, on_done: Any = None) -> None:
         if self.job is not None and self.job.running:
@@ -429,36 +438,21 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Cancelling …")
 
     @Slot(object)
-    def _on_trained(self, outcome: TrainScoreOutcome) -> None:
-        det, result = outcome.detector, outcome.result
-        rep = det.fit_report
+    def _on_trained(self, done: StoredRun) -> None:
+        """A training or scoring job ended: its run is complete in the store; show it with the live model."""
+        self.run = RunView(done.run_id, done.detector.name, "", {}, model=done.detector, extras=done.extras)
+        self._refresh_view_of_run(done.run_id)
+        info = self.store.run_info(done.run_id)
+        rep = done.detector.fit_report if done.n_train else None
         self.training.job_ended(
-            f"Trained {det.name} in {rep.seconds:.1f} s ({rep.epochs} epochs, stopped by {rep.stopped_by}); "
-            f"scored {len(result)} images." if rep else f"Scored {len(result)} images.")
-        n = self.store.n_images if self.store else 0
-        comps = {k: np.full(n, np.nan) for k in result.components}
-        rows = {}
-        paths = []
-        for row, item in enumerate(outcome.scored.items):
-            image_id = self.store.image_id(item.path) if self.store else row
-            rows[image_id] = row
-            paths.append(item.path)
-            for k, v in result.components.items():
-                comps[k][image_id] = v[row]
-        ranges = outcome.map_ranges
-        layout = map_layout(result.geometry)
-        self.run = RunView(None, det.name, result.default_component, comps, rows, outcome, det.params, ranges,
-                           layout)
-        self._show_scores()
-        self._refresh_threshold_model()
+            f"Trained {info.detector} in {rep.seconds:.1f} s ({rep.epochs} epochs, stopped by {rep.stopped_by}); "
+            f"scored {info.n_images} images ({done.run_id})." if rep else
+            f"Scored {info.n_images} images with {info.detector} into the project ({done.run_id}).")
+        self.statusBar().showMessage(f"Scores saved to the project ({done.run_id}).")
+        t1, t2 = self.threshold_model.t1, self.threshold_model.t2
+        if math.isfinite(t1) and math.isfinite(t2):  # the threshold the panel chose goes with the run
+            self.requestThreshold.emit(done.run_id, t1, t2, self.threshold_model.method)
         self.tabs.setCurrentWidget(self.threshold)
-        if self.store is not None:
-            # The run's colour ranges and map placement go with it, so a run reopened from the store shows its
-            # maps the same way.
-            meta = {**det.metadata, "map_ranges": ranges, "map_layout": layout}
-            self.requestRun.emit(det.name, det.params, meta, paths,
-                                 {k: np.asarray(v) for k, v in result.components.items()},
-                                 result.default_component, dict(result.maps))
         if self.current_id is not None:
             self.show_image_id(self.current_id)
 
@@ -469,8 +463,14 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_job_cancelled(self) -> None:
-        self.training.job_ended("Cancelled.")
-        self.statusBar().showMessage("Training cancelled.")
+        latest = self.store.list_runs()[-1] if self.store is not None and self.store.list_runs() else None
+        if latest is not None and not latest.complete:  # what was scored is kept; show it
+            self._refresh_view_of_run(latest.run_id)
+            self.training.job_ended(f"Cancelled; {latest.n_images} scored images are kept ({latest.run_id}); "
+                                    "File > Resume interrupted run continues it.")
+        else:
+            self.training.job_ended("Cancelled.")
+        self.statusBar().showMessage("Cancelled.")
 
     def _show_scores(self) -> None:
         run = self.run
@@ -516,10 +516,6 @@ class MainWindow(QMainWindow):
         run = self.run
         if run is None:
             return None, None
-        if run.outcome is not None and image_id in run.rows:
-            row = run.rows[image_id]
-            res = run.outcome.result
-            return {k: v[row] for k, v in res.maps.items()}, res.geometry[row]
         if run.run_id is None:
             return None, None
         try:
@@ -531,10 +527,9 @@ class MainWindow(QMainWindow):
 
     def _strips_for(self, image_id: int) -> list | None:
         run = self.run
-        if run is None or run.outcome is None or image_id not in run.rows:
+        if run is None:
             return None
-        strips = run.outcome.result.extras.get(STRIP_KEY)
-        return strips[run.rows[image_id]] if strips else None
+        return run.extras.get(image_id, {}).get(STRIP_KEY)
 
     def step_image(self, delta: int) -> None:
         """Next / previous image in the gallery's current order and filter."""
@@ -649,15 +644,6 @@ class MainWindow(QMainWindow):
         self.gallery.model.set_review_band(t1, t2)
         if self.run is not None and self.run.run_id is not None:
             self.requestThreshold.emit(self.run.run_id, t1, t2, method)
-
-    @Slot(str)
-    def _on_run_saved(self, run_id: str) -> None:
-        if self.run is not None:
-            self.run.run_id = run_id
-            t1, t2 = self.threshold_model.t1, self.threshold_model.t2
-            if math.isfinite(t1) and math.isfinite(t2):
-                self.requestThreshold.emit(run_id, t1, t2, self.threshold_model.method)
-        self.statusBar().showMessage(f"Scores saved to the project ({run_id}).")
 
     @Slot(str, float, float, str)
     def _on_threshold_saved(self, run_id: str, t1: float, t2: float, method: str) -> None:

@@ -29,6 +29,7 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("open_folder", ("Ctrl+O",), "Open an image folder"),
     Shortcut("export", ("Ctrl+E",), "Export labeled images"),
     Shortcut("score_folder", ("Ctrl+Shift+S",), "Score a folder with a saved model (into this project)"),
+    Shortcut("resume_run", ("Ctrl+Shift+R",), "Resume the interrupted run (cancelled or crashed)"),
     Shortcut("help", ("F1", "?"), "Show this help"),
 )
 

@@ -8,7 +8,6 @@ with the store's own message (which names the file), and the next request is ser
 
 from __future__ import annotations
 
-import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from core.data.folders import FolderError
@@ -20,7 +19,6 @@ class StoreService(QObject):
     opened = Signal(object)  # the Store
     labelSaved = Signal(int, str, str, str)  # image id, label, defect type, note
     trainingSaved = Signal(list, bool)  # image ids, now used for training (True) or judged (False)
-    runSaved = Signal(str)
     thresholdSaved = Signal(str, float, float, str)
     failed = Signal(str)
 
@@ -70,18 +68,6 @@ class StoreService(QObject):
             self.trainingSaved.emit(list(image_ids), use)
         except (StoreError, OSError, ValueError) as exc:
             self.failed.emit(f"training set not saved: {exc}")
-
-    @Slot(str, dict, dict, list, dict, str, dict)
-    def add_run(self, detector: str, params: dict, metadata: dict, paths: list, scores: dict,
-                default_component: str, maps: dict) -> None:
-        if not self._ready():
-            return
-        try:
-            run_id = self.store.add_run(detector, params, metadata, paths,
-                                        {k: np.asarray(v) for k, v in scores.items()}, default_component, maps)
-            self.runSaved.emit(run_id)
-        except (StoreError, OSError, ValueError) as exc:
-            self.failed.emit(f"scores not saved: {exc}")
 
     @Slot(str, float, float, str)
     def set_threshold(self, run_id: str, t1: float, t2: float, method: str) -> None:

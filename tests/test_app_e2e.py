@@ -74,7 +74,7 @@ def training_under_way(win) -> bool:
 def train_tiny(qtbot, win) -> None:
     win.training.set_settings("vae", {**TINY_VAE, "epochs": 3})
     win.training.train_button.click()
-    qtbot.waitUntil(lambda: win.run is not None and win.run.outcome is not None, timeout=JOB_MS)
+    qtbot.waitUntil(lambda: win.run is not None and win.run.model is not None, timeout=JOB_MS)
     qtbot.waitUntil(lambda: win.run.run_id is not None, timeout=STORE_MS)  # scores saved to the store
 
 

@@ -84,9 +84,9 @@ def test_flat_folder_label_mark_train_and_threshold_on_judged_images(qtbot, flat
     qtbot.waitUntil(lambda: len(sets_from_store(win.store).judged) == 10, timeout=10000)
 
     win.training.train_button.click()
-    qtbot.waitUntil(lambda: win.run is not None and win.run.outcome is not None, timeout=120000)
+    qtbot.waitUntil(lambda: win.run is not None and win.run.model is not None, timeout=120000)
     qtbot.waitUntil(lambda: win.run.run_id is not None, timeout=30000)
-    assert win.run.outcome.detector.metadata["n_train"] == 12
+    assert win.run.model.metadata["n_train"] == 12
     assert np.isfinite(win.gallery.model.scores()).all()  # every frame scored, trained or not
 
     # The threshold panel counts the ten judged frames only, not the twelve it trained on.
@@ -120,7 +120,7 @@ def test_score_a_new_days_folder_with_a_saved_model_into_the_project(qtbot, flat
     win.training.train_button.click()
     qtbot.waitUntil(lambda: win.run is not None and win.run.run_id is not None, timeout=120000)
     model = tmp_path / "gmm.ai"
-    win.run.outcome.detector.save(model)
+    win.run.model.save(model)
 
     day2 = data / "day2"
     day2.mkdir()
@@ -135,3 +135,48 @@ def test_score_a_new_days_folder_with_a_saved_model_into_the_project(qtbot, flat
     scores = win.gallery.model.scores()
     assert np.isfinite(scores).sum() == 5  # this run scored the new day only
     assert "Scored 5 images" in win.training.status.text()
+
+
+def test_a_cancelled_run_keeps_its_scores_and_resumes_from_the_window(qtbot, flat_window, monkeypatch):
+    win, data, kinds = flat_window
+    # Twice the frames, so scoring takes two chunks (32 + 12): the cancel lands between them.
+    for src in sorted(kinds):
+        shutil.copy(src, data / f"copy_{Path(src).name}")
+    win.open_path(data)
+    qtbot.waitUntil(lambda: win.store is not None and win.gallery.model.rowCount() == 44, timeout=30000)
+    good = [p for p, k in kinds.items() if k == "good"]
+    _select(win, good[:8])
+    win.mark_for_training(True)
+    qtbot.waitUntil(lambda: len(sets_from_store(win.store).train) == 8, timeout=10000)
+
+    # The engineer presses Cancel once the first chunk is stored: done from the worker thread (where the job
+    # reads its stop flag), because the window would see that progress only after the fast second chunk.
+    import inspector_gui.main_window as main_window
+
+    real = main_window.train_into_store
+
+    def cancelled_after_one_chunk(store, sets, name, params, items, *, progress, should_stop, log):
+        stored = {"run": False}
+
+        def watch(done, total, info):
+            # The first chunk (32 frames) is scored; it is stored before the next chunk looks at the flag.
+            stored["run"] = stored["run"] or (info.get("stage") == "scoring" and done >= 32)
+            progress(done, total, info)
+
+        return real(store, sets, name, params, items, progress=watch, log=log,
+                    should_stop=lambda: should_stop() or stored["run"])
+
+    monkeypatch.setattr(main_window, "train_into_store", cancelled_after_one_chunk)
+    win.training.set_settings("gmm", {"image_size": 32})
+    win.training.train_button.click()
+    qtbot.waitUntil(lambda: win.job is not None and not win.job.running, timeout=120000)
+    (run,) = win.store.list_runs()
+    assert not run.complete and run.n_images == 32 and run.metadata["model_file"].startswith("models/")
+    assert "32 scored images are kept" in win.training.status.text()
+    assert np.isfinite(win.gallery.model.scores()).sum() == 32  # the gallery shows what was scored
+
+    win.resume_interrupted_run()
+    qtbot.waitUntil(lambda: win.job is not None and not win.job.running, timeout=120000)
+    (run,) = win.store.list_runs()
+    assert run.complete and run.n_images == 44
+    qtbot.waitUntil(lambda: np.isfinite(win.gallery.model.scores()).sum() == 44, timeout=10000)

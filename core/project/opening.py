@@ -4,7 +4,8 @@
 - Folder layout (good/, <defect>/): labels imported; the held-out share of good images is marked for judging
   and the rest for training (image_sets.held_out), defects for judging.
 - Flat folder: images added unlabeled; the engineer labels them and marks good ones for training.
-A store file opens as it is. The window and the command line both come through here, so they agree.
+A folder's existing store gets the images that appeared since it was last opened (unlabeled). A store file
+opens as it is. The window and the command line both come through here, so they agree.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from core.data.folders import ImageFolder, scan_folder
 from core.project.image_sets import HOLDOUT_SEED, HOLDOUT_SHARE, folder_held_out
 from core.project.location import STORE_SUFFIXES, is_store_file, project_store_path
-from core.store import ImportResult, Store
+from core.store import AddImagesResult, ImportResult, Store
+from core.vocabulary import IMAGE_SUFFIXES
 
 
 def layout_entries(folder: ImageFolder, share: float = HOLDOUT_SHARE,
@@ -43,6 +45,17 @@ def populate(store: Store, folder: ImageFolder) -> ImportResult | None:
     return None
 
 
+def add_new_files(store: Store, folder: Path) -> AddImagesResult | None:
+    """Images that appeared in the folder since the store last saw it (a camera keeps writing), added
+    unlabeled. Only new paths are hashed, so reopening a folder of thousands of frames stays quick."""
+    known = {rec.path for rec in store.images()}
+    root = store.root.resolve()
+    new = [p for p in sorted(folder.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+           and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+           and p.resolve().is_relative_to(root) and p.resolve().relative_to(root).as_posix() not in known]
+    return store.add_images(new) if new else None
+
+
 def open_project(target: str | Path, *, create: bool = True, readonly: bool = False) -> Store:
     """The project store of TARGET (a store file, or a folder whose store is created when missing)."""
     target = Path(target)
@@ -50,7 +63,14 @@ def open_project(target: str | Path, *, create: bool = True, readonly: bool = Fa
         return Store.open(target, readonly=readonly)  # a missing .h5 is "no such store file", not a folder
     path = project_store_path(target)
     if path.exists() or not create:
-        return Store.open(path, readonly=readonly)
+        store = Store.open(path, readonly=readonly)
+        if not readonly and target.is_dir():
+            try:
+                add_new_files(store, target)
+            except BaseException:
+                store.close()
+                raise
+        return store
     folder = scan_folder(target)
     store = Store.create(path, target)
     try:
