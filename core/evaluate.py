@@ -162,30 +162,39 @@ def measure(result: ScoreResult, items: Sequence[ImageItem]) -> dict[str, Any]:
         out["image_aupr"][name] = round(metrics.aupr(labels, scores), 4)
         f1, thr = metrics.f1_max(labels, scores)
         out["f1_max"][name], out["f1_max_threshold"][name] = round(f1, 4), thr
-    masks = _masks(items)
-    if masks and result.maps:
-        # Pixel metrics on masks at most PIXEL_EVAL_SIDE px on the longer side: a few hundred large images
-        # would otherwise mean sorting 10^8 pixels per component for no change in the first decimals.
-        masks = [_shrink_mask(m) for m in masks]
+    if has_masks(items) and result.maps:
+        # Masks at most PIXEL_EVAL_SIDE px on the longer side, and pixel metrics accumulated one image at a time
+        # in binned form (metrics.PixelMetrics): a few thousand large images would otherwise mean holding and
+        # sorting 10^8 pixels per component (6 GB for 2,000 frames) for no change in the first decimals.
+        masks = [_shrink_mask(decode_mask(it.mask_path)) if it.mask_path else
+                 np.zeros(_shrunk_shape(image_shape(it.path)), bool) for it in items]
         out["pixel_auroc"], out["pixel_pro"] = {}, {}
+        rng = np.random.default_rng(0)
         for name, maps in result.maps.items():
-            # One image at a time to the mask's size: full-resolution maps of every image at once would be
-            # 20 MB each for 5 MP frames.
-            dense = [_fit_to(pixel_map(m, g), k.shape) for m, g, k in zip(maps, result.geometry, masks, strict=True)]
-            out["pixel_auroc"][name] = round(metrics.pixel_auroc(masks, dense), 4)
-            out["pixel_pro"][name] = round(metrics.pro_score(masks, dense), 4)
+            sample = np.concatenate([rng.choice(np.ravel(m), min(256, np.size(m)), replace=False) for m in maps])
+            acc = metrics.PixelMetrics(sample)
+            for m, g, k in zip(maps, result.geometry, masks, strict=True):
+                acc.add(k, _fit_to(pixel_map(m, g), k.shape))
+            out["pixel_auroc"][name] = round(acc.auroc(), 4)
+            out["pixel_pro"][name] = round(acc.pro(), 4)
     return out
 
 
 PIXEL_EVAL_SIDE = 256
 
 
-def _shrink_mask(mask: np.ndarray) -> np.ndarray:
-    scale = PIXEL_EVAL_SIDE / max(mask.shape)
+def _shrunk_shape(shape: tuple[int, int]) -> tuple[int, int]:
+    scale = PIXEL_EVAL_SIDE / max(shape)
     if scale >= 1:
+        return shape
+    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
+def _shrink_mask(mask: np.ndarray) -> np.ndarray:
+    h, w = _shrunk_shape(mask.shape)
+    if (h, w) == mask.shape:
         return mask
-    size = (max(1, round(mask.shape[1] * scale)), max(1, round(mask.shape[0] * scale)))
-    return cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
 
 
 def _fit_to(dense: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -195,18 +204,10 @@ def _fit_to(dense: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cv2.resize(dense, (shape[1], shape[0]), interpolation=interp)
 
 
-def _masks(items: Sequence[ImageItem]) -> list[np.ndarray]:
-    """Masks for every test image (good ones: empty) — only if every defect image has one."""
+def has_masks(items: Sequence[ImageItem]) -> bool:
+    """Pixel metrics need a mask for every defect image (good ones: empty)."""
     defects = [it for it in items if it.label == "defect"]
-    if not defects or any(it.mask_path is None for it in defects):
-        return []
-    masks = []
-    for it in items:
-        if it.mask_path:
-            masks.append(decode_mask(it.mask_path))
-        else:
-            masks.append(np.zeros(image_shape(it.path), bool))
-    return masks
+    return bool(defects) and all(it.mask_path is not None for it in defects)
 
 
 def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,
@@ -218,7 +219,8 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
     detector, train = train_detector(sets, name, params, progress=progress, log=log)
     train_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
-    chunked = score_in_chunks(detector, sets.judged, progress=progress, log=log)
+    # Maps are kept only where pixel metrics need them.
+    chunked = score_in_chunks(detector, sets.judged, progress=progress, log=log, keep_maps=has_masks(sets.judged))
     result, test = chunked.result, chunked.scored
     score_seconds = time.perf_counter() - t1
     report = {

@@ -190,3 +190,69 @@ def pro_score(masks: list[np.ndarray], maps: list[np.ndarray], max_fpr: float = 
     if len(x) < 2:
         return 0.0
     return float(np.trapezoid(y, x) / max_fpr)
+
+
+class PixelMetrics:
+    """Pixel AUROC and PRO accumulated one image at a time, so a run of thousands of images never holds (or
+    sorts) all its pixels: scores are counted in fixed bins (edges from quantiles of a sample of the maps, so
+    heavy-tailed maps keep their resolution where the pixels are). The thresholds are the bin edges; with a few
+    thousand bins the figures agree with the exact ones (pixel_auroc, pro_score) to about 1e-3."""
+
+    def __init__(self, sample: np.ndarray, n_bins: int = 2048) -> None:
+        sample = np.asarray(sample, np.float64).ravel()
+        sample = sample[np.isfinite(sample)]
+        if sample.size == 0:
+            raise ValueError("PixelMetrics needs a sample of finite map values")
+        self.edges = np.unique(np.quantile(sample, np.linspace(0.0, 1.0, n_bins + 1)))
+        n = max(1, self.edges.size - 1)
+        self.pos = np.zeros(n, np.int64)
+        self.neg = np.zeros(n, np.int64)
+        self.overlaps = np.zeros(n + 1, np.float64)  # summed over regions, at threshold edges[k] (k = 0..n)
+        self.n_regions = 0
+
+    def _bins(self, values: np.ndarray) -> np.ndarray:
+        return np.clip(np.searchsorted(self.edges, values, side="right") - 1, 0, self.pos.size - 1)
+
+    def add(self, mask: np.ndarray, amap: np.ndarray) -> None:
+        """One image: its bool mask and its map at the mask's resolution."""
+        mask = np.asarray(mask, bool)
+        amap = np.nan_to_num(np.asarray(amap, np.float64), nan=-np.inf)
+        bins = self._bins(amap.ravel())
+        flat = mask.ravel()
+        self.pos += np.bincount(bins[flat], minlength=self.pos.size)
+        self.neg += np.bincount(bins[~flat], minlength=self.neg.size)
+        if mask.any():
+            count, regions = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+            labels = regions.ravel()
+            for r in range(1, count):
+                vals = np.sort(amap.ravel()[labels == r])
+                # share of the region at or above each edge
+                self.overlaps += (vals.size - np.searchsorted(vals, self.edges, side="left")) / vals.size
+                self.n_regions += 1
+
+    def auroc(self) -> float:
+        """Area under the ROC of pixels, thresholds at the bin edges (ties inside a bin count half)."""
+        p, n = self.pos[::-1].cumsum(), self.neg[::-1].cumsum()
+        if p[-1] == 0 or n[-1] == 0:
+            raise ValueError("pixel AUROC needs defect and defect-free pixels")
+        tpr, fpr = np.r_[0.0, p / p[-1]], np.r_[0.0, n / n[-1]]
+        return float(np.trapezoid(tpr, fpr))
+
+    def pro(self, max_fpr: float = 0.3) -> float:
+        """PRO integrated over FPR in [0, max_fpr], normalised to [0, 1] (as pro_score)."""
+        if self.n_regions == 0 or self.neg.sum() == 0:
+            raise ValueError("PRO needs defect regions and defect-free pixels")
+        # FPR at threshold edges[k]: negatives in bins k.. over all negatives; descending thresholds.
+        fp_at = np.r_[self.neg[::-1].cumsum()[::-1], 0] / self.neg.sum()
+        fpr, pro = fp_at[::-1], (self.overlaps / self.n_regions)[::-1]
+        keep = fpr <= max_fpr
+        x, y = fpr[keep], pro[keep]
+        if keep.sum() < len(fpr):
+            nxt = np.flatnonzero(~keep)[0]
+            if nxt > 0:
+                x0, x1, y0, y1 = fpr[nxt - 1], fpr[nxt], pro[nxt - 1], pro[nxt]
+                y_end = y0 + (y1 - y0) * (max_fpr - x0) / (x1 - x0) if x1 > x0 else y1
+                x, y = np.r_[x, max_fpr], np.r_[y, y_end]
+        if len(x) < 2:
+            return 0.0
+        return float(np.trapezoid(y, x) / max_fpr)

@@ -95,3 +95,26 @@ def test_pro_perfect_and_partial():
 def test_need_both_classes():
     with pytest.raises(ValueError):
         metrics.auroc(np.zeros(5, bool), np.arange(5.0))
+
+
+def test_binned_pixel_metrics_agree_with_the_exact_ones():
+    import cv2
+
+    from core.metrics import PixelMetrics, pixel_auroc, pro_score
+
+    rng = np.random.default_rng(4)
+    masks, maps = [], []
+    for k in range(12):
+        mask = np.zeros((40, 50), bool)
+        if k % 3:
+            cv2.circle(mask.view(np.uint8), (int(rng.integers(10, 40)), int(rng.integers(10, 30))), 5, 1, -1)
+        amap = rng.gamma(2.0, 1.0, mask.shape) + 3.0 * mask * rng.random(mask.shape)  # heavy tail, overlap
+        masks.append(mask)
+        maps.append(amap)
+    acc = PixelMetrics(np.concatenate([m.ravel() for m in maps]))
+    for mask, amap in zip(masks, maps, strict=True):
+        acc.add(mask, amap)
+    assert acc.auroc() == pytest.approx(pixel_auroc(masks, maps), abs=2e-3)
+    assert acc.pro() == pytest.approx(pro_score(masks, maps), abs=5e-3)
+    with pytest.raises(ValueError):
+        PixelMetrics(np.array([np.nan]))

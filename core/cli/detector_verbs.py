@@ -52,7 +52,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         return score_into_project(args, detector)
     items = image_sets(args.data).judged if args.split in ("judged", "test") else project_items(args.data)
     with TextProgress("scoring") as bar:
-        chunked = score_in_chunks(detector, items, progress=bar, log=_log)
+        chunked = score_in_chunks(detector, items, progress=bar, log=_log, keep_maps=False)  # scores only
     result, loaded = chunked.result, chunked.scored
     rows = [{"path": it.path, "label": it.label, "defect_type": it.defect_type,
              "score": float(result.scores[i]),
