@@ -184,11 +184,6 @@ class GalleryModel(QAbstractListModel):
         self._apply_sort(emit_layout=False)
         self.endResetModel()
 
-    def set_image_items(self, items: Sequence) -> None:
-        """Rows from core.data.folders.ImageItem objects (path, split, label, defect_type)."""
-        self.set_items([it.path for it in items], [it.split for it in items], [it.label for it in items],
-                       [it.defect_type for it in items])
-
     def set_scores(self, scores: np.ndarray | Sequence[float]) -> None:
         """Scores in item order (NaN = unscored). One dataChanged for all rows, then a re-sort if sorted by score."""
         values = np.asarray(scores, dtype=np.float64).reshape(-1)

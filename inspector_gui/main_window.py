@@ -96,7 +96,6 @@ class MainWindow(QMainWindow):
         self.run: RunView | None = None
         self.job: Job | None = None
         self.history = LabelHistory()
-        self._pending_undo: dict[int, LabelStep] = {}
         self.current_id: int | None = None
         self._after_open: list = []  # callbacks waiting for the store (opening is asynchronous)
         # Asked before closing with a job running: (title, question) -> yes. Tests replace it, so no modal

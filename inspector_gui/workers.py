@@ -97,11 +97,9 @@ class Job(QObject):
         self._worker.failed.connect(self._on_failed)
         self._worker.cancelled.connect(self._on_cancelled)
         self._thread.finished.connect(self._on_thread_finished)
-        self.started_at = 0.0
         self.running = False
 
     def start(self) -> None:
-        self.started_at = time.perf_counter()
         self.running = True
         _LIVE.add(self)
         self._thread.start()
