@@ -26,3 +26,4 @@ rm -rf build/anomaly-inspector dist/anomaly-inspector
 start=$(date +%s)
 "$VENV/bin/pyinstaller" --noconfirm --log-level WARN --distpath dist --workpath build packaging/anomaly-inspector.spec
 echo "built dist/anomaly-inspector in $(( $(date +%s) - start )) s; unpacked size: $(du -sh dist/anomaly-inspector | cut -f1)"
+cp packaging/install-desktop-entry.sh dist/anomaly-inspector/

@@ -66,6 +66,23 @@ def test_desktop_entry_has_the_keys_a_launcher_needs():
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_install_desktop_entry_writes_entry_and_icons_for_the_user(tmp_path):
+    exe = tmp_path / "bin" / "anomaly-inspector"
+    exe.parent.mkdir()
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
+    script = ROOT / "packaging" / "install-desktop-entry.sh"
+    proc = subprocess.run(["bash", str(script), str(exe)], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    entry = (tmp_path / "data" / "applications" / "anomaly-inspector.desktop").read_text()
+    assert f'Exec="{exe}" %f' in entry and f"TryExec={exe}" in entry
+    for size in resources.ICON_SIZES:
+        assert (tmp_path / "data" / "icons" / "hicolor" / f"{size}x{size}" / "apps" / "anomaly-inspector.png").is_file()
+    proc = subprocess.run(["bash", str(script), "--uninstall"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not (tmp_path / "data" / "applications" / "anomaly-inspector.desktop").exists()
+
+
 def test_every_resource_file_goes_into_the_wheel():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "resources*" in config["packages"]["find"]["include"]
