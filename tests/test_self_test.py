@@ -7,7 +7,6 @@ import io
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ def test_self_test_passes_every_step_and_times_it(qapp):
     step_lines = [line for line in lines if line.startswith("[")]
     assert [line.split("]")[0] + "]" for line in step_lines] == [f"[{i}/7]" for i in range(1, 8)]
     for (name, _), line in zip(self_test.STEPS, step_lines, strict=True):
-        assert line.startswith(f"[") and f"] {name}: ok in " in line and " s: " in line
+        assert line.startswith("[") and f"] {name}: ok in " in line and " s: " in line
     assert "torch " in lines[0] and "device cpu" in lines[0]
     assert lines[-1].startswith("self-test passed: 7 steps in ")
     assert "shown " in step_lines[0] and "after the process started" in step_lines[0]
@@ -82,6 +81,7 @@ def test_version_prints_app_qt_torch_numpy_and_device(capsys):
 
 
 def test_fallback_version_matches_pyproject():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert versions.FALLBACK_VERSION == project["version"]
     assert versions.app_version() == project["version"]
