@@ -18,7 +18,17 @@ from inspector_gui.launch import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_self_test_passes_every_step_and_times_it(qapp):
+@pytest.fixture
+def keep_torch_threads():
+    """The window step leaves one core to the UI (torch.set_num_threads); later tests keep their setting."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_self_test_passes_every_step_and_times_it(qapp, keep_torch_threads):
     out = io.StringIO()
     assert self_test.run_self_test(out=out) == 0, out.getvalue()
     lines = out.getvalue().splitlines()
