@@ -111,8 +111,14 @@ def test_no_dataloader_workers_that_a_frozen_app_would_fork():
 def test_bundle_builds_and_passes_its_self_test():
     build = subprocess.run(["bash", "packaging/build.sh"], cwd=ROOT, capture_output=True, text=True, timeout=3600)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
-    exe = ROOT / "dist" / "anomaly-inspector" / "anomaly-inspector"
+    bundle = ROOT / "dist" / "anomaly-inspector"
+    exe = bundle / "anomaly-inspector"
     assert exe.is_file()
+    internal = bundle / "_internal"
+    assert not (internal / "torch" / "include").exists() and not list(internal.rglob("libcudnn*"))
+    assert (internal / "resources" / resources.DESKTOP_ENTRY).is_file()
+    size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file() and not p.is_symlink())
+    assert size < 1.2e9, f"the bundle grew to {size / 1e9:.2f} GB (target: under 1.2 GB)"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["QT_QPA_PLATFORM"] = "offscreen"
     proc = subprocess.run([str(exe), "--self-test"], capture_output=True, text=True, timeout=600, env=env)
