@@ -106,6 +106,7 @@ def test_no_dataloader_workers_that_a_frozen_app_would_fork():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # past pytest-timeout's per-test default: the build alone takes minutes
 @pytest.mark.skipif(os.environ.get("ANOMALY_INSPECTOR_BUILD_BUNDLE") != "1",
                     reason="builds the PyInstaller bundle (minutes on 2 cores): set ANOMALY_INSPECTOR_BUILD_BUNDLE=1")
 def test_bundle_builds_and_passes_its_self_test():
