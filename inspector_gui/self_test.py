@@ -84,37 +84,37 @@ def step_window(ctx: Context) -> str:
 
 
 def step_demo_data(ctx: Context) -> str:
-    from core.data.folders import scan_folder
+    from core.data.images import load_images
     from core.data.synthetic import DemoSpec, generate
 
     root = generate(ctx.tmp / "demo", DemoSpec(size=64, n_train=12, n_test_good=4, n_per_defect=2, seed=3))
-    folder = scan_folder(root)
-    if len(folder.train) != 12 or len(folder.items) != 22:
-        raise SelfTestError(f"{root}: expected 12 training and 22 images in all, found {len(folder.train)} and "
-                            f"{len(folder.items)}")
-    ctx.values.update(root=root, folder=folder)
-    return f"{len(folder.items)} images (64 px) in {root.name}/"
+    train, _, bad_train = load_images(sorted((root / "train" / "good").glob("*.png")))
+    test, _, bad_test = load_images(sorted((root / "test").glob("*/*.png")))
+    if len(train) != 12 or len(test) != 10 or bad_train or bad_test:
+        raise SelfTestError(f"{root}: expected 12 training and 10 test images, decoded {len(train)} and "
+                            f"{len(test)} ({len(bad_train) + len(bad_test)} unreadable)")
+    ctx.values.update(root=root, train=train, test=test)
+    return f"{len(train) + len(test)} images (64 px) in the MVTec layout, decoded"
 
 
 def step_train(ctx: Context) -> str:
-    from core.evaluate import train_detector
+    from core.detectors.registry import create
 
-    detector, train = train_detector(ctx.values["folder"], "vae", dict(TINY_VAE), log=lambda _msg: None)
+    # The registry and the Detector interface directly: the same fit the window's Train button runs.
+    detector = create("vae", **TINY_VAE)
+    detector.fit(ctx.values["train"])
     ctx.values["detector"] = detector
-    return f"patch VAE, {TINY_VAE['epochs']} epochs on {len(train.images)} good images"
+    return f"patch VAE, {TINY_VAE['epochs']} epochs on {len(ctx.values['train'])} good images"
 
 
 def step_score(ctx: Context) -> str:
     import numpy as np
 
-    from core.evaluate import load_items
-
-    folder = ctx.values["folder"]
-    loaded = load_items(folder.items, log=lambda _msg: None)
-    result = ctx.values["detector"].score(loaded.images)
+    images = ctx.values["train"] + ctx.values["test"]
+    result = ctx.values["detector"].score(images)
     scores = np.asarray(result.scores, dtype=float)
-    if scores.shape != (len(folder.items),) or not np.isfinite(scores).all():
-        raise SelfTestError(f"expected {len(folder.items)} finite scores, got shape {scores.shape}")
+    if scores.shape != (len(images),) or not np.isfinite(scores).all():
+        raise SelfTestError(f"expected {len(images)} finite scores, got shape {scores.shape}")
     ctx.values["scores"] = scores
     return f"{len(scores)} scores in [{scores.min():.4g}, {scores.max():.4g}]"
 
