@@ -35,6 +35,7 @@ from core.modelio import load_detector
 from core.project import TooFewTrainingImages, role, sets_from_store, store_items
 from core.store import Store
 from core.threshold import ThresholdModel
+from inspector_gui.about import app_icon, show_about, window_title
 from inspector_gui.gallery import GalleryWidget
 from inspector_gui.label_bar import LabelBar
 from inspector_gui.morph_strip import STRIP_KEY, MorphStripPanel
@@ -89,7 +90,8 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: QSettings | None = None):
         super().__init__()
-        self.setWindowTitle("Anomaly Inspector")
+        self.setWindowTitle(window_title())
+        self.setWindowIcon(app_icon())
         self.settings = settings or QSettings("AnomalyInspector", "AnomalyInspector")
         self.store: Store | None = None
         self.folder: ImageFolder | None = None
@@ -181,6 +183,7 @@ class MainWindow(QMainWindow):
             file_actions = ("open_folder", "export", "score_folder", "resume_run")
             target = menu if sc.action in file_actions else helpm if sc.action == "help" else edit
             target.addAction(action)
+        helpm.addAction("About Anomaly Inspector", lambda: show_about(self))
         quit_action = QAction("Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
@@ -273,7 +276,7 @@ class MainWindow(QMainWindow):
             [str(store.absolute_path(im.id)) for im in images], [im.split for im in images],
             [lb.label for lb in labels], [lb.defect_type for lb in labels])
         self.label_bar.set_defect_types([lb.defect_type for lb in labels] + [im.source_defect for im in images])
-        self.setWindowTitle(f"Anomaly Inspector — {store.root}")
+        self.setWindowTitle(f"{window_title()} — {store.root}")
         self.statusBar().showMessage(f"Opened {store.path} ({len(images)} images)")
         latest = store.latest_run() if load_latest else None
         if latest:
