@@ -15,7 +15,7 @@ import numpy as np
 
 from core import metrics
 from core.data.folders import ImageFolder, ImageItem, scan_folder
-from core.data.images import Skipped, decode_image, decode_mask, load_images
+from core.data.images import ImageLoadError, Skipped, decode_image, decode_mask, load_images
 from core.detectors.base import Detector, ProgressFn, StopFn, never_stop, no_progress
 from core.detectors.registry import create
 from core.detectors.results import ScoreResult, pixel_map, shared_map_ranges
@@ -30,10 +30,31 @@ class LoadedImages:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def load_items(items: Sequence[ImageItem], log: Log = print) -> LoadedImages:
-    """Decode the images of `items`; a bad file is reported by name and left out, the rest goes on."""
-    images, kept, skipped = load_images([it.path for it in items],
-                                        on_skip=lambda s: log(f"warning: {s}"))
+class SkipReport:
+    """The files a run could not read, each logged once ("skipped PATH: REASON") however often it is tried
+    (in the Folder layout a good image is both a training and a test image)."""
+
+    def __init__(self, log: Log = print) -> None:
+        self._log = log
+        self.skipped: list[Skipped] = []
+        self._seen: set[str] = set()
+
+    def __call__(self, item: Skipped) -> None:
+        if item.path in self._seen:
+            return
+        self._seen.add(item.path)
+        self.skipped.append(item)
+        self._log(str(item))
+
+    def lines(self) -> list[str]:
+        return [str(s) for s in self.skipped]
+
+
+def load_items(items: Sequence[ImageItem], log: Log = print, skips: SkipReport | None = None) -> LoadedImages:
+    """Decode the images of `items`; a bad file is reported by name (once per `skips`) and left out, the
+    rest goes on."""
+    report = skips if skips is not None else SkipReport(log)
+    images, kept, skipped = load_images([it.path for it in items], on_skip=report)
     by_path = {it.path: it for it in items}
     return LoadedImages([by_path[p] for p in kept], images, skipped)
 
@@ -49,8 +70,8 @@ def training_fingerprint(items: Sequence[ImageItem], root: Path) -> str:
 
 
 def train_detector(folder: ImageFolder, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,
-                   log: Log = print) -> tuple[Detector, LoadedImages]:
-    train = load_items(folder.train, log)
+                   log: Log = print, skips: SkipReport | None = None) -> tuple[Detector, LoadedImages]:
+    train = load_items(folder.train, log, skips)
     if not train.images:
         raise ValueError(f"{folder.root}: no usable training images (good images) found")
     detector = new_detector(name, params, train, folder)
@@ -71,7 +92,7 @@ def image_labels(items: Sequence[ImageItem]) -> np.ndarray:
     return np.array([it.label == "defect" for it in items], dtype=bool)
 
 
-def measure(result: ScoreResult, items: Sequence[ImageItem]) -> dict[str, Any]:
+def measure(result: ScoreResult, items: Sequence[ImageItem], log: Log = print) -> dict[str, Any]:
     """AUROC / AUPR / F1-max per component, pixel AUROC and PRO per component where masks exist."""
     labels = image_labels(items)
     out: dict[str, Any] = {"image_auroc": {}, "image_aupr": {}, "f1_max": {}, "f1_max_threshold": {}}
@@ -83,7 +104,7 @@ def measure(result: ScoreResult, items: Sequence[ImageItem]) -> dict[str, Any]:
         out["image_aupr"][name] = round(metrics.aupr(labels, scores), 4)
         f1, thr = metrics.f1_max(labels, scores)
         out["f1_max"][name], out["f1_max_threshold"][name] = round(f1, 4), thr
-    masks = _masks(items)
+    masks = _masks(items, log)
     if masks and result.maps:
         # Pixel metrics on masks at most PIXEL_EVAL_SIDE px on the longer side: a few hundred large images
         # would otherwise mean sorting 10^8 pixels per component for no change in the first decimals.
@@ -115,17 +136,22 @@ def _fit_to(dense: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cv2.resize(dense, (shape[1], shape[0]), interpolation=interp)
 
 
-def _masks(items: Sequence[ImageItem]) -> list[np.ndarray]:
-    """Masks for every test image (good ones: empty) — only if every defect image has one."""
+def _masks(items: Sequence[ImageItem], log: Log = print) -> list[np.ndarray]:
+    """Masks for every test image (good ones: empty) — only if every defect image has one. A mask file that
+    cannot be read is named, and the run goes on without pixel metrics (they would be biased without it)."""
     defects = [it for it in items if it.label == "defect"]
     if not defects or any(it.mask_path is None for it in defects):
         return []
     masks = []
     for it in items:
-        if it.mask_path:
-            masks.append(decode_mask(it.mask_path))
-        else:
-            masks.append(np.zeros(decode_image(it.path).shape[:2], bool))
+        try:
+            if it.mask_path:
+                masks.append(decode_mask(it.mask_path))
+            else:
+                masks.append(np.zeros(decode_image(it.path).shape[:2], bool))
+        except ImageLoadError as exc:
+            log(f"skipped mask {exc.path}: {exc.reason} (no pixel metrics for this run)")
+            return []
     return masks
 
 
@@ -133,10 +159,11 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
              log: Log = print) -> tuple[dict[str, Any], Detector, ScoreResult, LoadedImages]:
     """Train on DATA's good training images, score its test images, return the JSON report."""
     folder = scan_folder(data)
+    skips = SkipReport(log)
     t0 = time.perf_counter()
-    detector, train = train_detector(folder, name, params, progress=progress, log=log)
+    detector, train = train_detector(folder, name, params, progress=progress, log=log, skips=skips)
     train_seconds = time.perf_counter() - t0
-    test = load_items(folder.test, log)
+    test = load_items(folder.test, log, skips)
     t1 = time.perf_counter()
     result = detector.score(test.images, progress=progress)
     score_seconds = time.perf_counter() - t1
@@ -144,7 +171,7 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
         "detector": detector.name,
         "params": detector.params,
         "data": str(folder.root),
-        **measure(result, test.items),
+        **measure(result, test.items, log),
         "default_component": result.default_component,
         "train_seconds": round(train_seconds, 2),
         "stopped_by": detector.fit_report.stopped_by if detector.fit_report else None,
@@ -154,7 +181,7 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
         "n_train": len(train.images),
         "n_test": len(test.images),
         "n_test_defect": int(image_labels(test.items).sum()),
-        "skipped_files": [str(s) for s in train.skipped + test.skipped],
+        "skipped_files": skips.lines(),
     }
     return report, detector, result, test
 
@@ -182,11 +209,12 @@ def train_and_score(folder: ImageFolder, name: str, params: dict[str, Any], *, p
     def staged(stage: str) -> ProgressFn:
         return lambda done, total, info: progress(done, total, {"stage": stage, **info})
 
-    train = load_items(folder.train, log)
+    skips = SkipReport(log)
+    train = load_items(folder.train, log, skips)
     if not train.images:
         raise ValueError(f"{folder.root}: no good training images found (MVTec: train/good; folder: good/)")
     detector = new_detector(name, params, train, folder)
     detector.fit(train.images, progress=staged("training"), should_stop=should_stop)
-    scored = load_items(folder.items, log)
+    scored = load_items(folder.items, log, skips)
     result = detector.score(scored.images, progress=staged("scoring"), should_stop=should_stop)
     return TrainScoreOutcome(detector, result, scored, train)

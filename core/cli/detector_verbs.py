@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from core.data.folders import scan_folder
+from core.data.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, parse_pixels, set_max_pixels
 from core.detectors.registry import available, detector_class, parse_settings
-from core.evaluate import evaluate, load_items, train_detector
+from core.evaluate import SkipReport, evaluate, load_items, train_detector
 from core.modelio import load_detector
 from core.progress_text import TextProgress
 
@@ -33,22 +34,38 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def _use_pixel_limit(args: argparse.Namespace) -> None:
+    """--max-pixels for this run (None: $ANOMALY_INSPECTOR_MAX_PIXELS or the default)."""
+    set_max_pixels(getattr(args, "max_pixels", None))
+
+
+def _print_skip_count(n: int) -> None:
+    if n:
+        print(f"{n} file(s) skipped: they cannot be read as images (each named above)", file=sys.stderr)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    _use_pixel_limit(args)
     folder = scan_folder(args.data)
+    skips = SkipReport(_log)
     with TextProgress("training") as bar:
-        detector, train = train_detector(folder, args.detector, _settings(args), progress=bar, log=_log)
+        detector, train = train_detector(folder, args.detector, _settings(args), progress=bar, log=_log,
+                                         skips=skips)
     detector.save(args.out)
     rep = detector.fit_report
+    _print_skip_count(len(skips.skipped))
     print(f"trained {detector.name} on {len(train.images)} images in {rep.seconds:.1f} s "
           f"({rep.epochs} epochs, stopped by {rep.stopped_by}); saved {args.out}")
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    _use_pixel_limit(args)
     detector = load_detector(args.model)
     folder = scan_folder(args.data)
     items = folder.test if args.split == "test" else folder.items
     loaded = load_items(items, _log)
+    _print_skip_count(len(loaded.skipped))
     with TextProgress("scoring") as bar:
         result = detector.score(loaded.images, progress=bar)
     rows = [{"path": it.path, "label": it.label, "defect_type": it.defect_type,
@@ -71,7 +88,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    run_evaluation(args.data, args.detector, _settings(args), args, "evaluate")
+    _use_pixel_limit(args)
+    report, _ = run_evaluation(args.data, args.detector, _settings(args), args, "evaluate")
+    _print_skip_count(len(report["skipped_files"]))
     return 0
 
 
@@ -115,6 +134,12 @@ def cmd_detectors(args: argparse.Namespace) -> int:
 def add_commands(sub: Any) -> None:
     """Add `train`, `score`, `evaluate` and `detectors` to an argparse subparsers object."""
 
+    def pixel_limit_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--max-pixels", type=parse_pixels, metavar="PIXELS",
+                       help=f"skip images whose header says they are larger (e.g. 400M; default "
+                            f"${MAX_PIXELS_ENV} or {DEFAULT_MAX_PIXELS // 1_000_000}M): guards against "
+                            f"decompression bombs")
+
     def detector_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("data", help="image folder (MVTec AD layout: train/good, test/<defect>, ground_truth)")
         p.add_argument("--detector", "-d", default="vae",
@@ -124,6 +149,7 @@ def add_commands(sub: Any) -> None:
         p.add_argument("--time-budget", type=float, metavar="SECONDS",
                        help="stop training after this many seconds (the report says what stopped it)")
         p.add_argument("--device", help="torch device: auto (default), cpu, cuda, mps")
+        pixel_limit_option(p)
 
     p = sub.add_parser("train", help="train a detector on a folder's good images and save the model")
     detector_options(p)
@@ -136,6 +162,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", "-o", required=True, help="results file: .json (default) or .csv")
     p.add_argument("--split", choices=("test", "all"), default="all",
                    help="which images of an MVTec folder to score (default: all)")
+    pixel_limit_option(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("evaluate", help="train on DATA/train/good, score DATA/test, report metrics as JSON")

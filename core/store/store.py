@@ -45,7 +45,7 @@ from core.store.records import (
 )
 from core.store.runs import Runs
 from core.store.stamps import current_user
-from core.vocabulary import IMAGE_SUFFIXES, SPLITS
+from core.vocabulary import SPLITS
 
 
 class Store:
@@ -174,13 +174,14 @@ class Store:
         return result
 
     def add_folder(self, folder: str | Path, *, split: str = "unsorted") -> AddImagesResult:
-        """Every image file below `folder` (recursively, by suffix), unlabeled."""
+        """Every image file below `folder` (recursively, by suffix; hidden names left out), unlabeled. Files
+        that do not decode (broken symlinks too) are listed in `skipped` with their reason."""
+        from core.data.images import folder_entries  # lazy: opening a store stays a light import
+
         folder = Path(folder).absolute()
         if not folder.is_dir():
             raise StoreError(f"{folder}: not a folder")
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-        return self.add_images(files, split=split)
+        return self.add_images(folder_entries(folder, recursive=True, images_only=True), split=split)
 
     @writer
     def set_mask(self, image: int | str | Path, mask: str | Path | None) -> ImageRecord:
