@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from store_writer_child import kill_trials  # noqa: E402
 
-
 from core.store import Store  # noqa: E402
 
 
