@@ -36,6 +36,10 @@ MAX_PIXELS_ENV = "ANOMALY_INSPECTOR_MAX_PIXELS"
 # text users cannot act on, so it is switched off here, the one place the program uses Pillow.
 Image.MAX_IMAGE_PIXELS = None
 
+# OpenCV logs "PNG input buffer is incomplete" and the like without a file name; the skip we report names
+# the file and the reason, so its codec chatter would only interleave with it.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
 _override: int | None = None
 
 
@@ -193,6 +197,7 @@ class Header:
     height: int
     format: str  # Pillow's format name ("PNG", "JPEG", ...), "" when only OpenCV knows it
     orientation: int = 1  # EXIF orientation, 1 = as stored
+    mode: str = ""  # Pillow's mode ("L", "RGB", "CMYK", ...)
 
 
 def read_header(path: str | Path) -> Header | None:
@@ -208,7 +213,8 @@ def read_header(path: str | Path) -> Header | None:
                     orientation = int(im.getexif().get(0x0112, 1) or 1)
                 except Exception:  # a broken EXIF block is no reason to refuse the pixels
                     orientation = 1
-                return Header(int(w), int(h), im.format or "", orientation if 1 <= orientation <= 8 else 1)
+                return Header(int(w), int(h), im.format or "", orientation if 1 <= orientation <= 8 else 1,
+                              im.mode or "")
     except UnidentifiedImageError:
         return None
     except Image.DecompressionBombError as exc:  # pragma: no cover - the limit is off; kept as a safety net
@@ -234,21 +240,38 @@ def _check_limit(path: str | Path, w: int, h: int, limit: int) -> None:
                                    f"(--max-pixels or ${MAX_PIXELS_ENV} to raise it)")
 
 
-def decode_image(path: str | Path, channels: str = "keep", max_pixels: int | None = None) -> np.ndarray:
-    """Read one image file. channels: 'keep', 'gray' or 'rgb'. Raises ImageLoadError, never crashes."""
-    raw = _decode_raw(Path(path), max_pixels or None)
+def decode_image(path: str | Path, channels: str = "keep", max_pixels: int | None = None,
+                 max_side: int | None = None) -> np.ndarray:
+    """Read one image file. channels: 'keep', 'gray' or 'rgb'. Raises ImageLoadError, never crashes.
+
+    max_side (previews, thumbnails): the result is shrunk to fit in max_side x max_side, and a JPEG is
+    decoded at 1/2, 1/4 or 1/8 scale when that still covers it, so a 24 MP frame costs what 0.4 MP does."""
+    raw = _decode_raw(Path(path), max_pixels or None, max_side=max_side)
     try:
+        if max_side is not None:
+            raw = _shrink(raw, max_side)
         return to_float(raw, channels, source=str(path))
     except MemoryError:
         raise ImageLoadError(path, "out of memory converting the pixels") from None
 
 
+def _shrink(raw: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = raw.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1.0 or raw.dtype not in (np.uint8, np.uint16, np.float32) or raw.ndim == 3 and raw.shape[2] > 4:
+        return raw
+    out = cv2.resize(raw, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return out.reshape(*out.shape[:2], *raw.shape[2:])
+
+
 def check_image(path: str | Path, max_pixels: int | None = None) -> None:
-    """Raise ImageLoadError unless decode_image(path) would succeed; cheaper (JPEG is decoded at 1/8 size)."""
-    _decode_raw(Path(path), max_pixels, quick=True)
+    """Raise ImageLoadError unless decode_image(path) would succeed; cheaper (a JPEG is decoded at 1/8 scale,
+    which reads the whole stream, so truncation still shows)."""
+    _decode_raw(Path(path), max_pixels, check_only=True)
 
 
-def _decode_raw(path: Path, limit: int | None, quick: bool = False) -> np.ndarray:
+def _decode_raw(path: Path, limit: int | None, check_only: bool = False, max_side: int | None = None
+                ) -> np.ndarray:
     """The file's pixels as OpenCV gives them (BGR order, any depth), orientation applied."""
     problem = unreadable_reason(path)
     if problem:
@@ -272,22 +295,40 @@ def _decode_raw(path: Path, limit: int | None, quick: bool = False) -> np.ndarra
         raise ImageLoadError(path, f"unreadable: {exc.strerror or exc}") from None
     except MemoryError:
         raise ImageLoadError(path, "out of memory reading the file") from None
-    raw = _opencv(path, data, header, quick)
+    raw = _opencv(path, data, _flags(header, check_only, max_side))
     if raw is None and header is not None:
         raw = _pillow(path, header)  # formats or modes OpenCV does not read (some TIFF, palette BMP, ...)
     if raw is None:
         raise ImageLoadError(path, _failure_reason(path, data, header))
-    if not quick and header is not None and header.orientation != 1:
+    if not check_only and header is not None and header.orientation != 1:
         raw = _orient(raw, header.orientation)
     return raw
 
 
-def _opencv(path: Path, data: np.ndarray, header: Header | None, quick: bool) -> np.ndarray | None:
+_REDUCED_ = {(2, False): cv2.IMREAD_REDUCED_COLOR_2, (4, False): cv2.IMREAD_REDUCED_COLOR_4,
+            (8, False): cv2.IMREAD_REDUCED_COLOR_8, (2, True): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+            (4, True): cv2.IMREAD_REDUCED_GRAYSCALE_4, (8, True): cv2.IMREAD_REDUCED_GRAYSCALE_8}
+# The orientation is applied once, by _orient, for every format: not by OpenCV's colour decode as well.
+_REDUCED = {key: flag | cv2.IMREAD_IGNORE_ORIENTATION for key, flag in _REDUCED_.items()}
+
+
+def _flags(header: Header | None, check_only: bool, max_side: int | None) -> int:
+    """IMREAD_UNCHANGED, or a reduced-scale JPEG decode (libjpeg scales in the DCT: much less work)."""
+    if header is None or header.format != "JPEG" or header.mode == "CMYK":
+        return cv2.IMREAD_UNCHANGED
+    gray = header.mode == "L"
+    if check_only:
+        return _REDUCED[8, True]
+    factor = 1
+    if max_side:
+        while factor < 8 and max(header.width, header.height) // (factor * 2) >= max_side:
+            factor *= 2
+    return _REDUCED[factor, gray] if factor > 1 else cv2.IMREAD_UNCHANGED
+
+
+def _opencv(path: Path, data: np.ndarray, flags: int) -> np.ndarray | None:
     """OpenCV's decode, or None. Formats Pillow does not know (no header size) are guarded by OpenCV's
     own CV_IO_MAX_IMAGE_PIXELS check, whose error becomes a named skip here."""
-    flags = cv2.IMREAD_UNCHANGED
-    if quick and header is not None and header.format == "JPEG":
-        flags = cv2.IMREAD_REDUCED_GRAYSCALE_8
     try:
         raw = cv2.imdecode(data, flags)
     except MemoryError:
