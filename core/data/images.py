@@ -258,8 +258,10 @@ def decode_image(path: str | Path, channels: str = "keep", max_pixels: int | Non
 def _shrink(raw: np.ndarray, max_side: int) -> np.ndarray:
     h, w = raw.shape[:2]
     scale = max_side / max(h, w)
-    if scale >= 1.0 or raw.dtype not in (np.uint8, np.uint16, np.float32) or raw.ndim == 3 and raw.shape[2] > 4:
+    if scale >= 1.0 or raw.ndim == 3 and raw.shape[2] > 4:
         return raw
+    if raw.dtype not in (np.uint8, np.uint16, np.float32):  # what cv2.resize takes; to_float's rules first
+        raw = _float_to_unit(raw, stretch=raw.dtype.kind in "iu")
     out = cv2.resize(raw, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     return out.reshape(*out.shape[:2], *raw.shape[2:])
 
