@@ -52,10 +52,12 @@ class StoreService(QObject):
                     self.store = Store.open(path)
                 else:
                     self.store = Store.create(path, target)
+                    # Files that do not decode stay in the project: the gallery shows each as a broken tile
+                    # with its reason (and opening a big folder does not decode every file twice).
                     if layout == "mvtec":
-                        self.store.import_mvtec(target)
+                        self.store.import_mvtec(target, check_images=False)
                     else:
-                        self.store.add_folder(target)
+                        self.store.add_folder(target, check_images=False)
             self.opened.emit(self.store)
         except (StoreError, OSError, ValueError) as exc:
             self.store = None

@@ -242,6 +242,16 @@ def test_store_add_folder_skips_each_hostile_file_once(corpus, tmp_path):
         assert {Path(r.path).name for r in store.images()} == {c.name for c in readable(cases)}
 
 
+def test_store_can_keep_undecodable_files_for_the_window(corpus, tmp_path):
+    """The window keeps them (shown as broken tiles with their reason); files that are not there are skipped."""
+    folder, cases = corpus
+    with Store.create(tmp_path / "p.h5", tmp_path) as store:
+        res = store.add_folder(folder, check_images=False)
+        gone = {"dangling_link.png", "loop_link.png"} | {c.name for c in cases if "permission" in c.reason}
+        assert {Path(p).name for p, _ in res.skipped} == gone
+        assert res.added == len(readable(cases)) + len(unreadable(cases)) - len(gone)
+
+
 def test_store_mvtec_import_skips_hostile_files(tiny_demo, tmp_path, capsys):
     data, good, bad = _mvtec_with_corpus(tiny_demo, tmp_path)
     with Store.create(tmp_path / "gt.h5", tmp_path) as store:

@@ -162,18 +162,20 @@ class Store:
         return self.root / self.image(image).path
 
     def add_images(self, paths: Iterable[str | Path], root: str | Path | None = None, *,
-                   split: str = "unsorted") -> AddImagesResult:
+                   split: str = "unsorted", check_images: bool = True) -> AddImagesResult:
         """Add image files (unlabeled). Relative `paths` are taken relative to `root` (default: the project
-        root). Files that are missing, unreadable or outside the project root are reported in `skipped`
-        and the rest are added; paths already in the store keep their id."""
+        root). Files that are missing, unreadable, do not decode as images (check_images) or are outside the
+        project root are reported in `skipped` and the rest are added; paths already in the store keep their
+        id."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
         base = Path(root) if root is not None else self.root
         entries = [(p if Path(p).is_absolute() else base / p, split, "", None) for p in paths]
-        result, _ = self._adder.add(entries)
+        result, _ = self._adder.add(entries, check_images)
         return result
 
-    def add_folder(self, folder: str | Path, *, split: str = "unsorted") -> AddImagesResult:
+    def add_folder(self, folder: str | Path, *, split: str = "unsorted", check_images: bool = True
+                   ) -> AddImagesResult:
         """Every image file below `folder` (recursively, by suffix; hidden names left out), unlabeled. Files
         that do not decode (broken symlinks too) are listed in `skipped` with their reason."""
         from core.data.images import folder_entries  # lazy: opening a store stays a light import
@@ -181,7 +183,8 @@ class Store:
         folder = Path(folder).absolute()
         if not folder.is_dir():
             raise StoreError(f"{folder}: not a folder")
-        return self.add_images(folder_entries(folder, recursive=True, images_only=True), split=split)
+        return self.add_images(folder_entries(folder, recursive=True, images_only=True), split=split,
+                               check_images=check_images)
 
     @writer
     def set_mask(self, image: int | str | Path, mask: str | Path | None) -> ImageRecord:
@@ -191,12 +194,12 @@ class Store:
             self._adder.write([], [new])
         return new
 
-    def import_mvtec(self, folder: str | Path) -> ImportResult:
+    def import_mvtec(self, folder: str | Path, *, check_images: bool = True) -> ImportResult:
         """Ground truth from an MVTec AD folder as labels with source "import": train/good -> good (split
         train), test/good -> good, test/<defect> -> defect of that type, masks from ground_truth/<defect>/.
         Labels a human has set are kept (listed in kept_human): an import must not undo a review."""
         entries, result = mvtec_entries(Path(folder))
-        added, ids = self._adder.add(entries)
+        added, ids = self._adder.add(entries, check_images)
         result.added, result.existing, result.skipped = added.added, added.existing, result.skipped + added.skipped
         with self._handle.lock:
             changes = label_changes(entries, ids, self._labels.label, result)
