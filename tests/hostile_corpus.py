@@ -185,6 +185,8 @@ def write_corpus(folder: Path) -> list[Case]:
         cases += [Case("dangling_link.png", "unreadable", "broken symbolic link"),
                   Case("loop_link.png", "unreadable", "loop"),
                   Case("good_link.png", "readable", shape=(32, 32, 3))]
+        os.mkfifo(folder / "pipe.png")  # opening a FIFO to read it would wait forever for a writer
+        cases.append(Case("pipe.png", "unreadable", "not a regular file"))
         locked = folder / "no_permission.png"
         locked.write_bytes(ok_png)
         locked.chmod(0)

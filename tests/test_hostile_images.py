@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -144,6 +145,36 @@ def test_camera_frames_are_under_the_default_limit(tmp_path):
     assert decode_image(frame, max_side=96).shape == (67, 96, 1)
 
 
+def test_decoder_failures_of_every_kind_become_named_skips(tmp_path, monkeypatch):
+    import core.data.images as images
+
+    path = write_png(tmp_path / "frame.png", np.zeros((8, 8), np.uint8))
+    failures = {
+        "over OpenCV's pixel limit": cv2.error("(-215:Assertion failed) pixels <= CV_IO_MAX_IMAGE_PIXELS in "
+                                               "function 'validateInputImageSize'"),
+        "out of memory": MemoryError(),
+        "corrupt": RuntimeError("a decoder bug"),
+    }
+    for reason, exc in failures.items():
+        def failing(*_args, exc=exc):
+            raise exc
+
+        monkeypatch.setattr(images.cv2, "imdecode", failing)
+        monkeypatch.setattr(images, "_pillow", lambda *_args: None)
+        with pytest.raises(ImageLoadError, match=f"frame.png: .*{reason}"):
+            decode_image(path)
+    monkeypatch.undo()
+    monkeypatch.setattr(images.os, "access", lambda *_args: False)  # root reads 0o000 files; pretend
+    with pytest.raises(ImageLoadError, match="frame.png: unreadable: permission denied"):
+        decode_image(path)
+
+
+def test_bad_pixel_limit_on_the_command_line_is_one_line(tiny_demo, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", str(tiny_demo), *FAST, "--max-pixels", "lots"])
+    assert info.value.code == 2 and "--max-pixels: pixel limit 'lots' is not a number" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- the command line
 def test_evaluate_on_an_mvtec_folder_with_the_corpus(tiny_demo, tmp_path, capsys):
     data, good, bad = _mvtec_with_corpus(tiny_demo, tmp_path)
@@ -247,7 +278,7 @@ def test_store_can_keep_undecodable_files_for_the_window(corpus, tmp_path):
     folder, cases = corpus
     with Store.create(tmp_path / "p.h5", tmp_path) as store:
         res = store.add_folder(folder, check_images=False)
-        gone = {"dangling_link.png", "loop_link.png"} | {c.name for c in cases if "permission" in c.reason}
+        gone = {"dangling_link.png", "loop_link.png", "pipe.png"} | {c.name for c in cases if "permission" in c.reason}
         assert {Path(p).name for p, _ in res.skipped} == gone
         assert res.added == len(readable(cases)) + len(unreadable(cases)) - len(gone)
 

@@ -34,6 +34,14 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def pixel_count(text: str) -> int:
+    """argparse type of --max-pixels: the parser prints the plain reason for a bad value."""
+    try:
+        return parse_pixels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _use_pixel_limit(args: argparse.Namespace) -> None:
     """--max-pixels for this run (None: $ANOMALY_INSPECTOR_MAX_PIXELS or the default)."""
     set_max_pixels(getattr(args, "max_pixels", None))
@@ -135,7 +143,7 @@ def add_commands(sub: Any) -> None:
     """Add `train`, `score`, `evaluate` and `detectors` to an argparse subparsers object."""
 
     def pixel_limit_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--max-pixels", type=parse_pixels, metavar="PIXELS",
+        p.add_argument("--max-pixels", type=pixel_count, metavar="PIXELS",
                        help=f"skip images whose header says they are larger (e.g. 400M; default "
                             f"${MAX_PIXELS_ENV} or {DEFAULT_MAX_PIXELS // 1_000_000}M): guards against "
                             f"decompression bombs")

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.data.images import MAX_PIXELS_ENV, parse_pixels, set_max_pixels
+from core.cli.detector_verbs import pixel_count
+from core.data.images import MAX_PIXELS_ENV, set_max_pixels
 from core.export import ExportError, ExportFilter, open_and_export
 from core.store import Store, StoreError
 from core.vocabulary import LABEL_SOURCES, LABELS
@@ -135,7 +136,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("folder", help="MVTec AD category folder (holds train/ and test/)")
     p.add_argument("--root", help="project root that image paths are stored relative to "
                                   "(default for a new store: the folder holding FOLDER)")
-    p.add_argument("--max-pixels", type=parse_pixels, metavar="PIXELS",
+    p.add_argument("--max-pixels", type=pixel_count, metavar="PIXELS",
                    help=f"skip images whose header says they are larger (e.g. 400M; default ${MAX_PIXELS_ENV} "
                         "or 256M)")
     p.set_defaults(func=cmd_import_gt)
