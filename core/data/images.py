@@ -209,10 +209,13 @@ def read_header(path: str | Path) -> Header | None:
             with Image.open(path) as im:
                 w, h = im.size
                 orientation = 1
-                try:
-                    orientation = int(im.getexif().get(0x0112, 1) or 1)
-                except Exception:  # a broken EXIF block is no reason to refuse the pixels
-                    orientation = 1
+                # A PNG's getexif() decodes the whole image to look for an eXIf chunk after the pixels;
+                # one before them (where writers put it) is already in .info.
+                if im.format != "PNG" or "exif" in im.info:
+                    try:
+                        orientation = int(im.getexif().get(0x0112, 1) or 1)
+                    except Exception:  # a broken EXIF block is no reason to refuse the pixels
+                        orientation = 1
                 return Header(int(w), int(h), im.format or "", orientation if 1 <= orientation <= 8 else 1,
                               im.mode or "")
     except UnidentifiedImageError:
