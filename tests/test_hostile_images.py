@@ -126,7 +126,7 @@ def test_pixel_limit_setting(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not a number"):
         parse_pixels("lots")
     monkeypatch.setenv(MAX_PIXELS_ENV, "1000")
-    with pytest.raises(ImageLoadError, match="40 = 0.0 MP, over the 0.0 MP limit"):
+    with pytest.raises(ImageLoadError, match="50 x 40 = 2000 pixels, over the 1000 pixels limit"):
         decode_image(img)
     set_max_pixels(2000)  # --max-pixels wins over the environment
     assert decode_image(img).shape == (40, 50, 1)

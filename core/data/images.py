@@ -35,6 +35,9 @@ MAX_PIXELS_ENV = "ANOMALY_INSPECTOR_MAX_PIXELS"
 # The limit is ours (in megapixels, in the reason); Pillow's own check would refuse earlier with a warning
 # text users cannot act on, so it is switched off here, the one place the program uses Pillow.
 Image.MAX_IMAGE_PIXELS = None
+# Pillow's UserWarnings (corrupt EXIF, palette transparency) say nothing the skip reason does not; not
+# silenced per call with warnings.catch_warnings, which is not thread-safe (the gallery decodes on a pool).
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
 
 # OpenCV logs "PNG input buffer is incomplete" and the like without a file name; the skip we report names
 # the file and the reason, so its codec chatter would only interleave with it.
@@ -95,6 +98,8 @@ def max_pixels() -> int:
 
 
 def _mp(pixels: float) -> str:
+    if pixels < 100_000:
+        return f"{pixels:.0f} pixels"
     return f"{pixels / 1e6:.0f} MP" if pixels >= 10e6 else f"{pixels / 1e6:.1f} MP"
 
 
@@ -204,20 +209,18 @@ def read_header(path: str | Path) -> Header | None:
     """Size, format and EXIF orientation without decoding pixels; None when Pillow does not know the
     format (OpenCV may still: PFM, EXR, ...). Raises ImageLoadError for a header that is broken."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                w, h = im.size
-                orientation = 1
-                # A PNG's getexif() decodes the whole image to look for an eXIf chunk after the pixels;
-                # one before them (where writers put it) is already in .info.
-                if im.format != "PNG" or "exif" in im.info:
-                    try:
-                        orientation = int(im.getexif().get(0x0112, 1) or 1)
-                    except Exception:  # a broken EXIF block is no reason to refuse the pixels
-                        orientation = 1
-                return Header(int(w), int(h), im.format or "", orientation if 1 <= orientation <= 8 else 1,
-                              im.mode or "")
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = 1
+            # A PNG's getexif() decodes the whole image to look for an eXIf chunk after the pixels;
+            # one before them (where writers put it) is already in .info.
+            if im.format != "PNG" or "exif" in im.info:
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1) or 1)
+                except Exception:  # a broken EXIF block is no reason to refuse the pixels
+                    orientation = 1
+            return Header(int(w), int(h), im.format or "", orientation if 1 <= orientation <= 8 else 1,
+                          im.mode or "")
     except UnidentifiedImageError:
         return None
     except Image.DecompressionBombError as exc:  # pragma: no cover - the limit is off; kept as a safety net
@@ -229,6 +232,7 @@ def read_header(path: str | Path) -> Header | None:
 
 
 def _header_problem(path: str | Path, exc: Exception) -> None:
+    """A header Pillow stumbles on: truncation is certain; anything else is left to OpenCV."""
     text = str(exc).lower()
     if "truncated" in text or isinstance(exc, EOFError):
         raise ImageLoadError(path, "truncated (the file ends inside the image header)") from None
@@ -353,26 +357,22 @@ def _opencv(path: Path, data: np.ndarray, flags: int) -> np.ndarray | None:
 def _pillow(path: Path, header: Header) -> np.ndarray | None:
     """Decode with Pillow, as OpenCV would have: BGR(A) order, uint8 / uint16 / float32."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                frame = next(iter(ImageSequence.Iterator(im)))  # first frame of an animation
-                frame.load()
-                mode = frame.mode
-                if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-                    arr = np.asarray(frame, dtype=np.uint16)
-                elif mode == "I":
-                    arr = np.asarray(frame, dtype=np.int32).astype(np.float64)
-                    lo, hi = float(arr.min()), float(arr.max())
-                    arr = ((arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)).astype(np.float32)
-                elif mode == "F":
-                    arr = np.asarray(frame, dtype=np.float32)
-                elif mode in ("L", "1"):
-                    arr = np.asarray(frame.convert("L"), dtype=np.uint8)
-                elif mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in frame.info):
-                    arr = cv2.cvtColor(np.asarray(frame.convert("RGBA"), dtype=np.uint8), cv2.COLOR_RGBA2BGRA)
-                else:
-                    arr = cv2.cvtColor(np.asarray(frame.convert("RGB"), dtype=np.uint8), cv2.COLOR_RGB2BGR)
+        with Image.open(path) as im:
+            frame = next(iter(ImageSequence.Iterator(im)))  # first frame of an animation
+            frame.load()
+            mode = frame.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+                arr = np.asarray(frame, dtype=np.uint16)
+            elif mode == "I":
+                arr = np.asarray(frame, dtype=np.int32)  # to_float stretches the values present
+            elif mode == "F":
+                arr = np.asarray(frame, dtype=np.float32)
+            elif mode in ("L", "1"):
+                arr = np.asarray(frame.convert("L"), dtype=np.uint8)
+            elif mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in frame.info):
+                arr = cv2.cvtColor(np.asarray(frame.convert("RGBA"), dtype=np.uint8), cv2.COLOR_RGBA2BGRA)
+            else:
+                arr = cv2.cvtColor(np.asarray(frame.convert("RGB"), dtype=np.uint8), cv2.COLOR_RGB2BGR)
         return np.ascontiguousarray(arr)
     except MemoryError:
         raise ImageLoadError(path, "out of memory while decoding") from None
