@@ -60,7 +60,7 @@ def test_gallery_shows_broken_tiles_with_reasons_and_every_readable_thumbnail(qt
             error = model.index(row, 0).data(GalleryRole.ErrorRole.value)
             assert case.name in error and case.reason in error, (case, error)
             tip = model.index(row, 0).data(Qt.ItemDataRole.ToolTipRole)
-            assert tip.startswith("Cannot show this image: ") and path in tip
+            assert tip.startswith(f"Cannot show this image: {error.removeprefix(path + ': ')}\n{path}\n")
             tile = model.index(row, 0).data(Qt.ItemDataRole.DecorationRole)
             assert isinstance(tile, QImage) and not tile.isNull()
         assert model.loader.decoded_count == len(paths)
