@@ -30,6 +30,13 @@ from store_writer_child import kill_trials  # noqa: E402
 from core.store import Store  # noqa: E402
 
 
+def tiny_png(i: int) -> bytes:
+    import cv2
+    import numpy as np
+
+    return cv2.imencode(".png", np.array([[i % 256, i // 256 % 256]], np.uint8))[1].tobytes()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=200)
@@ -43,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         (work / "img").mkdir()
         for i in range(args.images):
-            (work / "img" / f"{i:04d}.png").write_bytes(bytes([i % 256]) * 32)
+            # real (tiny) images: add_folder skips files that do not decode
+            (work / "img" / f"{i:04d}.png").write_bytes(tiny_png(i))
         with Store.create(work / "bench.h5", work) as s:
             s.add_folder(work / "img")
         load_before = os.getloadavg() if hasattr(os, "getloadavg") else None

@@ -21,6 +21,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 
@@ -46,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         img = work / "img"
         img.mkdir()
         for i in range(args.images):
-            (img / f"{i:05d}.png").write_bytes(i.to_bytes(4, "little") * 16)
+            # real (tiny, distinct) images: add_folder skips files that do not decode
+            (img / f"{i:05d}.png").write_bytes(cv2.imencode(".png", np.frombuffer(
+                i.to_bytes(4, "little"), np.uint8).reshape(2, 2))[1].tobytes())
         path = work / "bench.h5"
         t = time.perf_counter()
         with Store.create(path, work) as s:

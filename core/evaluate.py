@@ -17,7 +17,7 @@ import numpy as np
 from core import metrics
 from core.data.folders import ImageItem
 from core.data.image_source import ImageSource, image_shape
-from core.data.images import Skipped, decode_mask, load_images
+from core.data.images import ImageLoadError, Skipped, decode_mask, load_images
 from core.detectors.base import Detector, ProgressFn, StopFn, never_stop, no_progress
 from core.detectors.errors import Cancelled
 from core.detectors.registry import create, detector_class
@@ -35,19 +35,42 @@ class LoadedImages:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def load_items(items: Sequence[ImageItem], log: Log = print) -> LoadedImages:
-    """Decode the images of `items`; a bad file is reported by name and left out, the rest goes on."""
-    images, kept, skipped = load_images([it.path for it in items],
-                                        on_skip=lambda s: log(f"warning: {s}"))
+class SkipReport:
+    """The files a run could not read, each logged once ("skipped PATH: REASON") however often it is tried
+    (in the Folder layout a good image is both a training and a test image)."""
+
+    def __init__(self, log: Log = print) -> None:
+        self._log = log
+        self.skipped: list[Skipped] = []
+        self._seen: set[str] = set()
+
+    def __call__(self, item: Skipped) -> None:
+        if item.path in self._seen:
+            return
+        self._seen.add(item.path)
+        self.skipped.append(item)
+        self._log(str(item))
+
+    def lines(self) -> list[str]:
+        return [str(s) for s in self.skipped]
+
+
+def load_items(items: Sequence[ImageItem], log: Log = print, skips: SkipReport | None = None) -> LoadedImages:
+    """Decode the images of `items`; a bad file is reported by name (once per `skips`) and left out, the
+    rest goes on."""
+    report = skips if skips is not None else SkipReport(log)
+    images, kept, skipped = load_images([it.path for it in items], on_skip=report)
     by_path = {it.path: it for it in items}
     return LoadedImages([by_path[p] for p in kept], images, skipped)
 
 
-def load_source(items: Sequence[ImageItem], min_side: int | None = None, log: Log = print) -> LoadedImages:
+def load_source(items: Sequence[ImageItem], min_side: int | None = None, log: Log = print,
+                skips: SkipReport | None = None) -> LoadedImages:
     """The readable images of `items` as a lazy source (decoded on demand, reduced to `min_side`, a bounded
-    cache); each unreadable file is reported by name and left out. Decodes every file once to find them."""
+    cache); each unreadable file is reported by name (once per `skips`) and left out. Decodes every file once
+    to find them."""
     source, skipped = ImageSource([it.path for it in items], min_side=min_side).readable(
-        on_skip=lambda s: log(f"warning: {s}"))
+        on_skip=skips if skips is not None else SkipReport(log))
     by_path = {it.path: it for it in items}
     return LoadedImages([by_path[p] for p in source.paths], source, skipped)
 
@@ -67,7 +90,7 @@ class ChunkedScores:
 def score_in_chunks(detector: Detector, items: Sequence[ImageItem], *, progress: ProgressFn = no_progress,
                     should_stop: StopFn = never_stop, log: Log = print, chunk: int = SCORE_CHUNK,
                     on_chunk: Callable[[list[ImageItem], ScoreResult], None] | None = None,
-                    keep_maps: bool = True) -> ChunkedScores:
+                    keep_maps: bool = True, skips: SkipReport | None = None) -> ChunkedScores:
     """Score `items` a chunk at a time: decode a chunk (in parallel, reduced to what the detector needs), score
     it, hand it to `on_chunk` (e.g. to store it or show it), drop its pixels. Peak memory is one chunk of
     decoded images plus the results, whatever the number of images. Unreadable files are named and left out."""
@@ -75,10 +98,11 @@ def score_in_chunks(detector: Detector, items: Sequence[ImageItem], *, progress:
     parts: list[ScoreResult] = []
     kept: list[ImageItem] = []
     skipped: list[Skipped] = []
+    report = skips if skips is not None else SkipReport(log)
 
     def skip(s: Skipped) -> None:
         skipped.append(s)
-        log(f"warning: {s}")
+        report(s)
 
     total = len(items)
     for start in range(0, total, chunk):
@@ -122,7 +146,8 @@ def training_fingerprint(items: Sequence[ImageItem], root: Path) -> str:
 
 
 def train_detector(sets: ImageSets, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,
-                   should_stop: StopFn = never_stop, log: Log = print) -> tuple[Detector, LoadedImages]:
+                   should_stop: StopFn = never_stop, log: Log = print,
+                   skips: SkipReport | None = None) -> tuple[Detector, LoadedImages]:
     """Fit detector NAME on the project's training set (good images marked for training).
 
     Too few training images, before or after unreadable files are left out, is TooFewTrainingImages with a
@@ -130,7 +155,7 @@ def train_detector(sets: ImageSets, name: str, params: dict[str, Any], *, progre
     needed = detector_class(name).min_train_images
     sets.require_training(needed, name)
     detector = create(name, **params)
-    train = load_source(sets.train, detector.input_side(), log)
+    train = load_source(sets.train, detector.input_side(), log, skips)
     if len(train.images) < needed or not train.images:
         readable = ImageSets(sets.root, sets.origin, train=list(train.items), store_path=sets.store_path)
         readable.require_training(needed, name)
@@ -150,7 +175,7 @@ def image_labels(items: Sequence[ImageItem]) -> np.ndarray:
     return np.array([it.label == "defect" for it in items], dtype=bool)
 
 
-def measure(result: ScoreResult, items: Sequence[ImageItem]) -> dict[str, Any]:
+def measure(result: ScoreResult, items: Sequence[ImageItem], log: Log = print) -> dict[str, Any]:
     """AUROC / AUPR / F1-max per component, pixel AUROC and PRO per component where masks exist."""
     labels = image_labels(items)
     out: dict[str, Any] = {"image_auroc": {}, "image_aupr": {}, "f1_max": {}, "f1_max_threshold": {}}
@@ -166,8 +191,10 @@ def measure(result: ScoreResult, items: Sequence[ImageItem]) -> dict[str, Any]:
         # Masks at most PIXEL_EVAL_SIDE px on the longer side, and pixel metrics accumulated one image at a time
         # in binned form (metrics.PixelMetrics): a few thousand large images would otherwise mean holding and
         # sorting 10^8 pixels per component (6 GB for 2,000 frames) for no change in the first decimals.
-        masks = [_shrink_mask(decode_mask(it.mask_path)) if it.mask_path else
-                 np.zeros(_shrunk_shape(image_shape(it.path)), bool) for it in items]
+        masks = _small_masks(items, log)
+    else:
+        masks = []
+    if masks:
         out["pixel_auroc"], out["pixel_pro"] = {}, {}
         rng = np.random.default_rng(0)
         for name, maps in result.maps.items():
@@ -204,6 +231,20 @@ def _fit_to(dense: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cv2.resize(dense, (shape[1], shape[0]), interpolation=interp)
 
 
+def _small_masks(items: Sequence[ImageItem], log: Log) -> list[np.ndarray]:
+    """Every judged image's mask at pixel-metric size (good images: empty). A mask file that cannot be read is
+    named, and the run goes on without pixel metrics (they would be biased without it)."""
+    masks = []
+    for it in items:
+        try:
+            masks.append(_shrink_mask(decode_mask(it.mask_path)) if it.mask_path else
+                         np.zeros(_shrunk_shape(image_shape(it.path)), bool))
+        except ImageLoadError as exc:
+            log(f"skipped mask {exc.path}: {exc.reason} (no pixel metrics for this run)")
+            return []
+    return masks
+
+
 def has_masks(items: Sequence[ImageItem]) -> bool:
     """Pixel metrics need a mask for every defect image (good ones: empty)."""
     defects = [it for it in items if it.label == "defect"]
@@ -215,12 +256,14 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
     """Train on DATA's training set, score its judged set (labeled images not used for training), return the
     JSON report. DATA is a folder (its project store decides if it has one, else its layout) or a store."""
     sets = image_sets(data)
+    skips = SkipReport(log)
     t0 = time.perf_counter()
-    detector, train = train_detector(sets, name, params, progress=progress, log=log)
+    detector, train = train_detector(sets, name, params, progress=progress, log=log, skips=skips)
     train_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     # Maps are kept only where pixel metrics need them.
-    chunked = score_in_chunks(detector, sets.judged, progress=progress, log=log, keep_maps=has_masks(sets.judged))
+    chunked = score_in_chunks(detector, sets.judged, progress=progress, log=log, keep_maps=has_masks(sets.judged),
+                              skips=skips)
     result, test = chunked.result, chunked.scored
     score_seconds = time.perf_counter() - t1
     report = {
@@ -228,7 +271,7 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
         "params": detector.params,
         "data": str(sets.where),
         "sets_from": sets.origin,
-        **measure(result, test.items),
+        **measure(result, test.items, log),
         "default_component": result.default_component,
         "train_seconds": round(train_seconds, 2),
         "stopped_by": detector.fit_report.stopped_by if detector.fit_report else None,
@@ -240,7 +283,7 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
         "n_test": len(test.items),
         "n_test_defect": int(image_labels(test.items).sum()),
         "left_out": {"suspicious": sets.n_suspicious, "unlabeled": sets.n_unlabeled},
-        "skipped_files": [str(s) for s in train.skipped + test.skipped],
+        "skipped_files": skips.lines(),
     }
     return report, detector, result, test
 

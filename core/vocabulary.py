@@ -31,7 +31,7 @@ LABEL_COLOURS: dict[str, str] = {"good": "#2e7d32", "defect": "#c62828", "suspic
 
 # Files the folder readers and importers take as images (by suffix, lower case).
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"})
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".gif"})
 
 
 def canonical_label(name: str | None) -> str:

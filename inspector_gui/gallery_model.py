@@ -415,8 +415,8 @@ class GalleryModel(QAbstractListModel):
         path = self._paths[item]
         lines = []
         error = self.loader.error(path)
-        if error:
-            lines.append(f"Cannot show this image: {error}")
+        if error:  # the path is the next line: the reason alone ("header says 60000 x 60000 = ...")
+            lines.append(f"Cannot show this image: {error.removeprefix(path + ': ')}")
         label = LABELS[self._label_codes[item]]
         defect = self._defect_vocab[self._defect_codes[item]]
         lines += [path, f"score {format_score(float(self._scores[item]))}",

@@ -37,7 +37,9 @@ class StoreService(QObject):
         what the folder's layout says: core.project.opening)."""
         try:
             self._close()
-            self.store = open_project(folder_or_store)
+            # Files that do not decode stay in the project: the gallery shows each as a broken tile with its
+            # reason (and opening a big folder does not decode every file twice).
+            self.store = open_project(folder_or_store, check_images=False)
             self.opened.emit(self.store)
         except (StoreError, FolderError, OSError, ValueError) as exc:
             self.store = None

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.data.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, parse_pixels, set_max_pixels
 from core.detectors.registry import available, detector_class, parse_settings
-from core.evaluate import evaluate, score_in_chunks, score_into_store, train_detector
+from core.evaluate import SkipReport, evaluate, score_in_chunks, score_into_store, train_detector
 from core.modelio import load_detector
 from core.progress_text import TextProgress
 from core.project import image_sets, project_items, sets_from_store, store_items
@@ -34,19 +35,42 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def pixel_count(text: str) -> int:
+    """argparse type of --max-pixels: the parser prints the plain reason for a bad value."""
+    try:
+        return parse_pixels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _use_pixel_limit(args: argparse.Namespace) -> None:
+    """--max-pixels for this run (None: $ANOMALY_INSPECTOR_MAX_PIXELS or the default)."""
+    set_max_pixels(getattr(args, "max_pixels", None))
+
+
+def _print_skip_count(n: int) -> None:
+    if n:
+        print(f"{n} file(s) skipped: they cannot be read as images (each named above)", file=sys.stderr)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    _use_pixel_limit(args)
     sets = image_sets(args.data)
     _log(f"{sets.where}: {sets.summary()}")
+    skips = SkipReport(_log)
     with TextProgress("training") as bar:
-        detector, train = train_detector(sets, args.detector, _settings(args), progress=bar, log=_log)
+        detector, train = train_detector(sets, args.detector, _settings(args), progress=bar, log=_log,
+                                         skips=skips)
     detector.save(args.out)
     rep = detector.fit_report
+    _print_skip_count(len(skips.skipped))
     print(f"trained {detector.name} on {len(train.images)} images in {rep.seconds:.1f} s "
           f"({rep.epochs} epochs, stopped by {rep.stopped_by}); saved {args.out}")
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    _use_pixel_limit(args)
     detector = load_detector(args.model)
     if not args.out:
         return score_into_project(args, detector)
@@ -54,6 +78,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     with TextProgress("scoring") as bar:
         chunked = score_in_chunks(detector, items, progress=bar, log=_log, keep_maps=False)  # scores only
     result, loaded = chunked.result, chunked.scored
+    _print_skip_count(len(loaded.skipped))
     rows = [{"path": it.path, "label": it.label, "defect_type": it.defect_type,
              "score": float(result.scores[i]),
              **{f"{k}": float(v[i]) for k, v in result.components.items()}}
@@ -109,7 +134,9 @@ def score_into_project(args: argparse.Namespace, detector: Any) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    run_evaluation(args.data, args.detector, _settings(args), args, "evaluate")
+    _use_pixel_limit(args)
+    report, _ = run_evaluation(args.data, args.detector, _settings(args), args, "evaluate")
+    _print_skip_count(len(report["skipped_files"]))
     return 0
 
 
@@ -155,6 +182,12 @@ def cmd_detectors(args: argparse.Namespace) -> int:
 def add_commands(sub: Any) -> None:
     """Add `train`, `score`, `evaluate` and `detectors` to an argparse subparsers object."""
 
+    def pixel_limit_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--max-pixels", type=pixel_count, metavar="PIXELS",
+                       help=f"skip images whose header says they are larger (e.g. 400M; default "
+                            f"${MAX_PIXELS_ENV} or {DEFAULT_MAX_PIXELS // 1_000_000}M): guards against "
+                            f"decompression bombs")
+
     def detector_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("data", help="image folder (MVTec AD, Folder layout or flat; its project store decides "
                                     "when it has one) or a project store (.h5)")
@@ -165,6 +198,7 @@ def add_commands(sub: Any) -> None:
         p.add_argument("--time-budget", type=float, metavar="SECONDS",
                        help="stop training after this many seconds (the report says what stopped it)")
         p.add_argument("--device", help="torch device: auto (default), cpu, cuda, mps")
+        pixel_limit_option(p)
 
     p = sub.add_parser("train", help="train a detector on the project's training set (good images marked for "
                                      "training) and save the model")
@@ -183,6 +217,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--split", choices=("judged", "test", "all"), default="all",
                    help="all images (default), or only the judged set: labeled images not used for training "
                         "('test' is the same)")
+    pixel_limit_option(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("evaluate", help="train on the training set, score the judged set (labeled images not "

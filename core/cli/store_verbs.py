@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.cli.detector_verbs import pixel_count
 from core.data.folders import FolderError
+from core.data.images import MAX_PIXELS_ENV, set_max_pixels
 from core.export import ExportError, ExportFilter, open_and_export
 from core.project.opening import open_project
 from core.store import Store, StoreError, UnknownImageError
@@ -47,10 +49,11 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
 
 
 def _report_skipped(skipped: list[tuple[str, str]]) -> None:
-    for path, reason in skipped[:_MAX_LISTED]:
+    """Every skipped file, once, with its reason: a user must be able to find each one."""
+    for path, reason in skipped:
         print(f"skipped: {path}: {reason}", file=sys.stderr)
     if len(skipped) > _MAX_LISTED:
-        print(f"skipped: ... and {len(skipped) - _MAX_LISTED} more", file=sys.stderr)
+        print(f"{len(skipped)} files skipped (listed above)", file=sys.stderr)
 
 
 @_guarded
@@ -70,6 +73,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_import_gt(args: argparse.Namespace) -> int:
+    set_max_pixels(args.max_pixels)  # the import decodes every file to skip those that cannot be shown
     folder = Path(args.folder)
     if not folder.is_dir():
         raise StoreError(f"{folder}: no such folder")
@@ -168,6 +172,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("folder", help="MVTec AD category folder (holds train/ and test/)")
     p.add_argument("--root", help="project root that image paths are stored relative to "
                                   "(default for a new store: the folder holding FOLDER)")
+    p.add_argument("--max-pixels", type=pixel_count, metavar="PIXELS",
+                   help=f"skip images whose header says they are larger (e.g. 400M; default ${MAX_PIXELS_ENV} "
+                        "or 256M)")
     p.set_defaults(func=cmd_import_gt)
 
     p = subparsers.add_parser(

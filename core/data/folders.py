@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.data.images import folder_entries
 from core.vocabulary import IMAGE_SUFFIXES
 
 
@@ -40,16 +41,16 @@ class ImageFolder:
 
 
 def _images_in(folder: Path, recursive: bool = False) -> list[Path]:
+    """Files named like images (hidden ones and folders named like images left out; broken symlinks kept,
+    so that they are reported by name)."""
     if not folder.is_dir():
         return []
-    pattern = "**/*" if recursive else "*"
-    files = [p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(files)
+    return folder_entries(folder, recursive=recursive, images_only=True)
 
 
 def _all_files(folder: Path) -> list[Path]:
     """Every file (image suffix or not) so that broken/non-image files get reported, not silently lost."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return folder_entries(folder)
 
 
 # Mask file names tried for an image <stem>, in this order: MVTec's <stem>_mask.png first, then what other
@@ -69,7 +70,18 @@ def find_mask(mask_dir: Path, stem: str) -> str | None:
 
 def _subfolders(folder: Path) -> list[Path]:
     """Class folders, sorted; hidden ones (.ipynb_checkpoints, ...) are not classes."""
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        children = list(folder.iterdir())
+    except OSError:
+        return []
+    return sorted(p for p in children if not p.name.startswith(".") and _is_folder(p))
+
+
+def _is_folder(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:  # a symlink loop
+        return False
 
 
 def scan_folder(root: str | Path) -> ImageFolder:

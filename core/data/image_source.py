@@ -5,7 +5,8 @@ when it is asked for, a few at a time in a small thread pool with read-ahead (Op
 decodes, so threads use every core), and keeps recently decoded images in a cache with a byte budget. It can
 reduce each image at decode time to what the detector needs (`min_side`): JPEGs are then decoded at 1/2, 1/4 or
 1/8 scale by the decoder itself (DCT scaling, several times faster than a full decode and a resize), other
-formats are decoded and shrunk once. Detectors receive it where they received a list (`Sequence[np.ndarray]`).
+formats are decoded and shrunk once. Decoding itself is core.data.images (pixel limit, named failures).
+Detectors receive it where they received a list (`Sequence[np.ndarray]`).
 
 Files that cannot be decoded are found before training (`ImageSource.readable`, which names each one) and are
 left out of each scoring chunk (`decode_chunk`), so one bad file never stops a run.
@@ -13,6 +14,7 @@ left out of each scoring chunk (`decode_chunk`), so one bad file never stops a r
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -24,61 +26,43 @@ from typing import overload
 
 import cv2
 import numpy as np
-import PIL.Image
 
-from core.data.images import ImageLoadError, Skipped, decode_image, to_float
+from core.data.images import ImageLoadError, Skipped, decode_image, read_header, unreadable_reason
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
-JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
-_REDUCED = {  # OpenCV's reduced JPEG decode flags by factor: (gray, colour)
-    2: (cv2.IMREAD_REDUCED_GRAYSCALE_2, cv2.IMREAD_REDUCED_COLOR_2),
-    4: (cv2.IMREAD_REDUCED_GRAYSCALE_4, cv2.IMREAD_REDUCED_COLOR_4),
-    8: (cv2.IMREAD_REDUCED_GRAYSCALE_8, cv2.IMREAD_REDUCED_COLOR_8),
-}
 
 
-def _header(path: str | Path) -> tuple[int, int, bool] | None:
-    """(height, width, is_gray) from the file's header without decoding it (Pillow opens lazily), or None."""
-    try:
-        with PIL.Image.open(path) as im:
-            w, h = im.size
-            if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientation turns it a quarter: the decoders do too
-                w, h = h, w
-            return h, w, im.mode in ("L", "I;16", "1")
-    except (OSError, ValueError, PIL.Image.DecompressionBombError):
+def _oriented_size(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) as the decoder returns the image (EXIF orientation applied), from the header alone.
+    A file that is not one (a FIFO would block the header read for ever, a dangling link...) is refused first."""
+    problem = unreadable_reason(path)
+    if problem:
+        raise ImageLoadError(path, problem)
+    header = read_header(path)
+    if header is None:
         return None
+    h, w = header.height, header.width
+    return (w, h) if header.orientation in (5, 6, 7, 8) else (h, w)
 
 
 def image_shape(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image file from its header where Pillow can read one, else by decoding it."""
-    header = _header(path)
-    if header is not None:
-        return header[0], header[1]
-    return tuple(decode_image(path).shape[:2])  # type: ignore[return-value]
+    """(height, width) of an image file from its header where one can be read, else by decoding it."""
+    size = _oriented_size(path)
+    return size if size is not None else tuple(decode_image(path).shape[:2])  # type: ignore[return-value]
 
 
 def decode_for(path: str | Path, min_side: int | None = None) -> np.ndarray:
-    """Decode one file as float32 H x W x C in [0, 1], reduced so that its shorter side stays at least
-    `min_side` (None: full resolution). Raises ImageLoadError naming the file."""
-    if not min_side or Path(path).suffix.lower() not in JPEG_SUFFIXES:
-        img = decode_image(path)
-        return _shrink(img, min_side)
-    header = _header(path)
-    if header is None:  # not readable as a JPEG: the full decoder names the problem
+    """Decode one file (core.data.images: pixel limit, every failure an ImageLoadError naming the file) as
+    float32 H x W x C in [0, 1], reduced so that its shorter side stays at least `min_side` (None: full
+    resolution). The decoder then decodes a JPEG at 1/2, 1/4 or 1/8 scale where that still covers it."""
+    if not min_side:
+        return decode_image(path)
+    size = _oriented_size(path)
+    if size is None or min(size) <= min_side:
         return _shrink(decode_image(path), min_side)
-    h, w, gray = header
-    factor = max([f for f in (8, 4, 2) if min(h, w) // f >= min_side], default=1)
-    if factor == 1:
-        return _shrink(decode_image(path), min_side)
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        raise ImageLoadError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    raw = cv2.imdecode(data, _REDUCED[factor][0 if gray else 1])
-    if raw is None or raw.size == 0:
-        raise ImageLoadError(f"{path}: not an image, or the file is corrupt or truncated")
-    return _shrink(to_float(raw, source=str(path)), min_side)
+    longer = math.ceil(min_side * max(size) / min(size))  # decode_image's max_side bounds the longer side
+    return _shrink(decode_image(path, max_side=longer), min_side)
 
 
 def _shrink(img: np.ndarray, min_side: int | None) -> np.ndarray:
@@ -165,7 +149,7 @@ class ImageSource(Sequence[np.ndarray]):
             try:
                 return self[i]
             except ImageLoadError as exc:
-                return Skipped(self.paths[i], str(exc).split(": ", 1)[-1])
+                return Skipped(self.paths[i], exc.reason)
 
         if len(indices) > 1 and self.workers > 1:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:

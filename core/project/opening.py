@@ -35,17 +35,18 @@ def layout_entries(folder: ImageFolder, share: float = HOLDOUT_SHARE,
     return entries
 
 
-def populate(store: Store, folder: ImageFolder) -> ImportResult | None:
-    """Fill a new project store from the folder's layout; returns the import result (None for a flat folder)."""
+def populate(store: Store, folder: ImageFolder, check_images: bool = True) -> ImportResult | None:
+    """Fill a new project store from the folder's layout; returns the import result (None for a flat folder).
+    check_images: leave out files that do not decode (Store.add_images); the window keeps them as broken tiles."""
     if folder.layout == "mvtec":
-        return store.import_mvtec(folder.root)
+        return store.import_mvtec(folder.root, check_images=check_images)
     if folder.layout == "folder":
-        return store.import_ground_truth(layout_entries(folder))
-    store.add_folder(folder.root)
+        return store.import_ground_truth(layout_entries(folder), check_images=check_images)
+    store.add_folder(folder.root, check_images=check_images)
     return None
 
 
-def add_new_files(store: Store, folder: Path) -> AddImagesResult | None:
+def add_new_files(store: Store, folder: Path, check_images: bool = True) -> AddImagesResult | None:
     """Images that appeared in the folder since the store last saw it (a camera keeps writing), added
     unlabeled. Only new paths are hashed, so reopening a folder of thousands of frames stays quick."""
     known = {rec.path for rec in store.images()}
@@ -53,10 +54,11 @@ def add_new_files(store: Store, folder: Path) -> AddImagesResult | None:
     new = [p for p in sorted(folder.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
            and p.resolve().is_relative_to(root) and p.resolve().relative_to(root).as_posix() not in known]
-    return store.add_images(new) if new else None
+    return store.add_images(new, check_images=check_images) if new else None
 
 
-def open_project(target: str | Path, *, create: bool = True, readonly: bool = False) -> Store:
+def open_project(target: str | Path, *, create: bool = True, readonly: bool = False,
+                 check_images: bool = True) -> Store:
     """The project store of TARGET (a store file, or a folder whose store is created when missing)."""
     target = Path(target)
     if is_store_file(target) or (target.suffix.lower() in STORE_SUFFIXES and not target.is_dir()):
@@ -66,7 +68,7 @@ def open_project(target: str | Path, *, create: bool = True, readonly: bool = Fa
         store = Store.open(path, readonly=readonly)
         if not readonly and target.is_dir():
             try:
-                add_new_files(store, target)
+                add_new_files(store, target, check_images)
             except BaseException:
                 store.close()
                 raise
@@ -74,7 +76,7 @@ def open_project(target: str | Path, *, create: bool = True, readonly: bool = Fa
     folder = scan_folder(target)
     store = Store.create(path, target)
     try:
-        populate(store, folder)
+        populate(store, folder, check_images)
     except BaseException:
         store.close()
         path.unlink(missing_ok=True)

@@ -22,12 +22,13 @@ class ImageAdder:
         self._images = images
         self._labels = labels
 
-    def add(self, entries: Sequence[Entry]) -> tuple[AddImagesResult, list[int | None]]:
-        """Add (file, split, source defect, mask) entries; ids per entry, None where one was skipped."""
+    def add(self, entries: Sequence[Entry], check_images: bool = True) -> tuple[AddImagesResult, list[int | None]]:
+        """Add (file, split, source defect, mask) entries; ids per entry, None where one was skipped (a file
+        that does not decode, unless check_images is False: see Images.prepare)."""
         with self._h.lock:
             self._h.check_writable()
             root = str(self._images.root)
-        result, prepared = Images.prepare(entries, root)
+        result, prepared = Images.prepare(entries, root, check_images)
         with self._h.lock:
             self._h.check_open()
             ids, new_rows, updates = self._images.plan(prepared, result)

@@ -136,8 +136,15 @@ class Images:
 
     # ------------------------------------------------------------------ adding (see the module docstring)
     @staticmethod
-    def prepare(entries: Sequence[Entry], root: str) -> tuple[AddImagesResult, list[Prepared | None]]:
-        """Hash the files and check they are inside `root`; runs without the lock. None = skipped."""
+    def prepare(entries: Sequence[Entry], root: str, check_images: bool = True
+                ) -> tuple[AddImagesResult, list[Prepared | None]]:
+        """Hash the files and check they are inside `root` and decode as images (over the pixel limit, truncated,
+        HTML named .jpg, broken symlinks, ... are skipped with their reason); runs without the lock, because
+        it reads every file. check_images=False only hashes (the window keeps such files as broken tiles, named
+        with their reason, and opens a big folder faster). None = skipped."""
+        # Imported here: opening a store stays a light import (no OpenCV / Pillow for the writer processes).
+        from core.data.images import ImageLoadError, check_image, unreadable_reason
+
         result = AddImagesResult()
         prepared: list[Prepared | None] = []
         for file, split, defect, mask in entries:
@@ -151,10 +158,21 @@ class Images:
                 result.skipped.append((str(file), "is a folder, not an image file"))
                 prepared.append(None)
                 continue
+            problem = unreadable_reason(file)
+            if problem:
+                result.skipped.append((str(file), f"cannot read: {problem.removeprefix('unreadable: ')}"))
+                prepared.append(None)
+                continue
             try:
                 sha, size = file_facts(file)
+                if check_images:
+                    check_image(file)
             except OSError as exc:
                 result.skipped.append((str(file), f"cannot read ({exc.strerror or exc})"))
+                prepared.append(None)
+                continue
+            except ImageLoadError as exc:
+                result.skipped.append((str(file), exc.reason))
                 prepared.append(None)
                 continue
             mask_rel = ""

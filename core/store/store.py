@@ -46,7 +46,7 @@ from core.store.records import (
 )
 from core.store.runs import Runs
 from core.store.stamps import current_user
-from core.vocabulary import IMAGE_SUFFIXES, SPLITS
+from core.vocabulary import SPLITS
 
 
 class Store:
@@ -163,25 +163,29 @@ class Store:
         return self.root / self.image(image).path
 
     def add_images(self, paths: Iterable[str | Path], root: str | Path | None = None, *,
-                   split: str = "unsorted") -> AddImagesResult:
+                   split: str = "unsorted", check_images: bool = True) -> AddImagesResult:
         """Add image files (unlabeled). Relative `paths` are taken relative to `root` (default: the project
-        root). Files that are missing, unreadable or outside the project root are reported in `skipped`
-        and the rest are added; paths already in the store keep their id."""
+        root). Files that are missing, unreadable, do not decode as images (check_images) or are outside the
+        project root are reported in `skipped` and the rest are added; paths already in the store keep their
+        id."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
         base = Path(root) if root is not None else self.root
         entries = [(p if Path(p).is_absolute() else base / p, split, "", None) for p in paths]
-        result, _ = self._adder.add(entries)
+        result, _ = self._adder.add(entries, check_images)
         return result
 
-    def add_folder(self, folder: str | Path, *, split: str = "unsorted") -> AddImagesResult:
-        """Every image file below `folder` (recursively, by suffix), unlabeled."""
+    def add_folder(self, folder: str | Path, *, split: str = "unsorted", check_images: bool = True
+                   ) -> AddImagesResult:
+        """Every image file below `folder` (recursively, by suffix; hidden names left out), unlabeled. Files
+        that do not decode (broken symlinks too) are listed in `skipped` with their reason."""
+        from core.data.images import folder_entries  # lazy: opening a store stays a light import
+
         folder = Path(folder).absolute()
         if not folder.is_dir():
             raise StoreError(f"{folder}: not a folder")
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-        return self.add_images(files, split=split)
+        return self.add_images(folder_entries(folder, recursive=True, images_only=True), split=split,
+                               check_images=check_images)
 
     @writer
     def set_split(self, images: Iterable[int | str | Path], split: str) -> list[ImageRecord]:
@@ -207,21 +211,21 @@ class Store:
             self._adder.write([], [new])
         return new
 
-    def import_mvtec(self, folder: str | Path) -> ImportResult:
+    def import_mvtec(self, folder: str | Path, *, check_images: bool = True) -> ImportResult:
         """Ground truth from an MVTec AD folder as labels with source "import": train/good -> good (split
         train), test/good -> good, test/<defect> -> defect of that type, masks from ground_truth/<defect>/.
         Labels a human has set are kept (listed in kept_human): an import must not undo a review."""
         entries, result = mvtec_entries(Path(folder))
-        return self.import_ground_truth(entries, result)
+        return self.import_ground_truth(entries, result, check_images=check_images)
 
     def import_ground_truth(self, entries: Sequence[tuple[Path, str, str, Path | None]],
-                            result: ImportResult | None = None) -> ImportResult:
+                            result: ImportResult | None = None, *, check_images: bool = True) -> ImportResult:
         """Images with what a dataset says of them, as (file, split, defect type or "", mask or None):
         added (or updated) with that split and mask, labeled good (no defect type) or defect with source
-        "import". Labels a human has set are kept (listed in kept_human)."""
+        "import". Labels a human has set are kept (listed in kept_human). check_images: as add_images."""
         result = result or ImportResult()
         entries = list(entries)
-        added, ids = self._adder.add(entries)
+        added, ids = self._adder.add(entries, check_images)
         result.added, result.existing, result.skipped = added.added, added.existing, result.skipped + added.skipped
         with self._handle.lock:
             changes = label_changes(entries, ids, self._labels.label, result)
