@@ -90,9 +90,16 @@ def run_one(cat: str, key: str, budget: float, threads: int) -> dict:
     return result
 
 
+def all_defect_f1(r: dict) -> float:
+    """F1 of calling every test image defective: what F1-max cannot fall below, so a reader can tell a
+    high F1-max from a trivial one (bottle: 63 defects of 83 images)."""
+    return 2 * r["n_test_defect"] / (r["n_test_defect"] + r["n_test"])
+
+
 def table(results: list[dict]) -> str:
     lines = ["| category | detector | settings | budget s | image AUROC per component | AUPR (default) | "
-             "F1-max (default) | pixel AUROC residual / ssim | epochs (stopped by, train s) | paper (bottle) |",
+             "F1-max (default; all-defect F1) | pixel AUROC residual / ssim | epochs (stopped by, train s) | "
+             "paper (bottle) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
@@ -107,8 +114,8 @@ def table(results: list[dict]) -> str:
         paper = PAPER[r["key"]] if r["category"] == "mvtec_bottle" else ""
         lines.append(
             f"| {r['category']} | {r['key']} | {settings} | {r['params']['time_budget']:g} | {auroc} | "
-            f"{r['image_aupr'][d]:.3f} | "
-            f"{r['f1_max'][d]:.3f} | {pixel} | {r['epochs']} of {SETTINGS[r['key']]['epochs']} "
+            f"{r['image_aupr'][d]:.3f} | {r['f1_max'][d]:.3f} ({all_defect_f1(r):.3f}) | {pixel} | "
+            f"{r['epochs']} of {SETTINGS[r['key']]['epochs']} "
             f"({r['stopped_by']}, {r['train_seconds']:.0f} s) | {paper} |")
     return "\n".join(lines)
 
