@@ -147,9 +147,11 @@ def main() -> None:
     load = os.getloadavg()
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} with {os.cpu_count()} cores shared "
               f"with other work (load average at the end {load[0]:.1f}), torch {torch.__version__}, "
-              f"{args.threads} torch thread(s) per run, a CPU training budget of **{args.budget:g} s per detector "
-              f"and category** (`--time-budget`). Command: `python benchmarks/autoencoders_bench.py --budget "
-              f"{args.budget:g} --threads {args.threads}`; per-run commands and records in "
+              f"{args.threads} torch thread(s) per run, a CPU training budget per detector and category given in "
+              f"each row (`budget s`, the `--time-budget` of the run: 60 s for the main table). Command: "
+              f"`python benchmarks/autoencoders_bench.py --budget 60 --threads 1` (and `--categories mvtec_bottle "
+              f"--detectors decentralization decentralization-256 cae --budget 300` for the longer runs); "
+              f"per-run commands and records in "
               f"`docs/bench-runs/ae-*.json`. F1 is F1-max over thresholds (paper 004 reports F1 at its own "
               f"threshold). The papers trained 100-300 epochs on GPUs; `epochs` says how many this budget reached. "
               f"Papers' settings: " + "; ".join(f"{k}: {v}" for k, v in PAPER_SETTINGS.items()) + ".")
