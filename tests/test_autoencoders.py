@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.neighbors import KernelDensity
 
 from core.detectors.autoencoders.base import ssim_difference
@@ -141,6 +142,15 @@ def test_kde_density_is_lower_for_an_out_of_distribution_latent() -> None:
     assert kde.score_samples(outside)[0] < kde.score_samples(inside)[0]
     # Our leave-one-out formula is scikit-learn's density when nothing is left out.
     np.testing.assert_allclose(gaussian_kde_log_density(outside, latents, h), kde.score_samples(outside))
+
+
+def test_bandwidth_is_the_one_grid_search_cv_picks() -> None:
+    latents = np.random.default_rng(1).normal(0, 1, (50, 24))
+    d = np.sqrt(((latents[:, None] - latents[None]) ** 2).sum(-1))
+    grid = np.median(d[~np.eye(50, dtype=bool)]) * np.geomspace(0.02, 2.0, 13)
+    search = GridSearchCV(KernelDensity(kernel="gaussian"), {"bandwidth": grid},
+                          cv=KFold(5, shuffle=True, random_state=3)).fit(latents)
+    assert choose_bandwidth(latents, seed=3) == pytest.approx(search.best_params_["bandwidth"])
 
 
 def test_kdcae_density_component_is_higher_for_an_unseen_latent() -> None:
