@@ -112,8 +112,9 @@ def table(results: list[dict]) -> str:
         pixel = (f"{pix[res_name]:.3f} / {pix['ssim']:.3f}" if res_name in pix and "ssim" in pix else "-")
         settings = ", ".join(f"{k}={v}" for k, v in SETTINGS[r["key"]].items() if k != "epochs")
         paper = PAPER[r["key"]] if r["category"] == "mvtec_bottle" else ""
+        name = r["key"] + (f" ({r['run']})" if "run" in r else "")  # a repeated run says which it is
         lines.append(
-            f"| {r['category']} | {r['key']} | {settings} | {r['params']['time_budget']:g} | {auroc} | "
+            f"| {r['category']} | {name} | {settings} | {r['params']['time_budget']:g} | {auroc} | "
             f"{r['image_aupr'][d]:.3f} | {r['f1_max'][d]:.3f} ({all_defect_f1(r):.3f}) | {pixel} | "
             f"{r['epochs']} of {SETTINGS[r['key']]['epochs']} "
             f"({r['stopped_by']}, {r['train_seconds']:.0f} s) | {paper} |")
