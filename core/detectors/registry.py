@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.detectors.autoencoders import KDCAE, NICAE, ConvAE, DecentralizationAE
 from core.detectors.base import Detector, DetectorError
 from core.detectors.features import PaDiM, PatchCore
 from core.detectors.oiad import OIAD
@@ -36,6 +37,10 @@ BUILTINS: tuple[tuple[type[Detector], tuple[str, ...]], ...] = (
     (PcaKDE, ()),
     (PcaOneClassSVM, ("oc-svm",)),
     (PcaGmmBic, ("gmm-bic",)),
+    (DecentralizationAE, ("decentralization-ae",)),
+    (ConvAE, ()),
+    (KDCAE, ("kd-cae",)),
+    (NICAE, ("ni-cae",)),
 )
 for _cls, _aliases in BUILTINS:
     register(_cls, *_aliases)

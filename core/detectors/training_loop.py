@@ -15,12 +15,13 @@ from core.detectors.base import Cancelled, FitReport, ProgressFn, StopFn
 
 def run_training(
     step: Any, *, epochs: int, steps_per_epoch: int, time_budget: float,
-    progress: ProgressFn, should_stop: StopFn,
+    progress: ProgressFn, should_stop: StopFn, after_epoch: Any = None,
 ) -> FitReport:
     """Call `step()` (returns the batch loss) until the epochs are done or the time budget is spent.
 
     Says which one stopped it; the loss history holds one mean per epoch (and the live value goes to
-    `progress` every step for the GUI's curve).
+    `progress` every step for the GUI's curve). `after_epoch(epoch)`, when given, runs after every epoch and
+    returns True to stop early ("converged": e.g. early stopping on a validation split).
     """
     report = FitReport()
     start = time.perf_counter()
@@ -45,6 +46,9 @@ def run_training(
         report.loss_history.append(float(np.mean(losses)))
         report.epochs = epoch + 1
         if report.stopped_by == "time_budget":
+            break
+        if after_epoch is not None and after_epoch(epoch + 1) and epoch + 1 < epochs:
+            report.stopped_by = "converged"
             break
     report.seconds = time.perf_counter() - start
     return report

@@ -22,6 +22,7 @@ from core.detectors.base import Param
 from core.detectors.patch.torch_patch import TRAIN_PARAMS, TorchPatchDetector
 from core.detectors.patch_base import PATCH_PARAMS
 from core.nets.conv import ConvDecoder, ConvEncoder
+from core.ssim import ssim
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -99,11 +100,12 @@ class PatchVAE(TorchPatchDetector):
 
 
 class PatchAE(TorchPatchDetector):
-    """Same architecture with point estimates: MSE objective and MSE score (constant s_x)."""
+    """Same architecture with point estimates: MSE objective and MSE score (constant s_x). The `ssim`
+    component, 1 - SSIM between a patch and its reconstruction, is paper 004's SSIM difference, per patch."""
 
     name = "ae"
     PARAMS = PATCH_PARAMS + TRAIN_PARAMS + ARCH_PARAMS
-    components = ("score",)
+    components = ("score", "ssim")
     default_component = "score"
 
     @classmethod
@@ -123,4 +125,5 @@ class PatchAE(TorchPatchDetector):
     @torch.inference_mode()
     def patch_scores(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.scoring_input(patches)
-        return {"score": (self.net(x) - x).pow(2).flatten(1).mean(dim=1)}
+        recon = self.net(x)
+        return {"score": (recon - x).pow(2).flatten(1).mean(dim=1), "ssim": 1.0 - ssim(x.float(), recon.float())}
