@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import functools
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,26 @@ def test_without_dask_the_verb_says_what_to_install(day, monkeypatch, capsys):
     monkeypatch.setattr(builtins, "__import__", no_distributed)
     assert main(["score", str(day["root"] / "day"), "--model", str(day["model"]), "--cluster", "local:2"]) == 2
     assert "pip install -e .[cluster]" in capsys.readouterr().err
+
+
+def test_a_stop_cancels_the_tasks_and_the_run_resumes_on_the_cluster(client, day, tmp_path):
+    from core.detectors.errors import Cancelled
+
+    paths = write_frames(tmp_path / "day2", 12)
+    store = open_project(tmp_path / "day2")
+    handed: list[int] = []
+    with store, ClusterScorer(client, day["model"], log=lambda m: None, window=2) as scorer:
+        items = store_items(store)
+        with pytest.raises(Cancelled):
+            scorer.score_into_store(store, day["detector"], items, chunk=3, should_stop=lambda: len(handed) >= 1,
+                                    on_chunk=lambda run, chunk_items, part: handed.append(len(chunk_items)))
+        (info,) = store.list_runs()
+        assert not info.complete and info.n_images == 3
+        # Cancelled tasks are dropped; one already running finishes its chunk (a thread cannot be killed),
+        # then nothing more runs for this job.
+        deadline = time.monotonic() + 20
+        while any(client.processing().values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(client.processing().values())
+        run = scorer.score_into_store(store, day["detector"], items, run_id=info.run_id, chunk=3)
+        assert run == info.run_id and store.run_info(run).complete and store.run_info(run).n_images == len(paths)

@@ -138,6 +138,8 @@ class ClusterScorer:
                     for fut in done:
                         collect(fut)
                 while state["handed"] in ready:  # hand back in order
+                    if should_stop():
+                        raise Cancelled()
                     i = state["handed"]
                     got = ready.pop(i)
                     state["handed"] += 1
