@@ -93,11 +93,11 @@ def main() -> None:
     for threads in (2, 1):  # the desktop uses every core; one thread is what a single worker process gets
         torch.set_num_threads(threads)
         score_in_chunks(det, items[: args.chunk], log=lambda m: None, chunk=args.chunk)  # warm
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         local = score_in_chunks(det, items, log=lambda m: None, chunk=args.chunk)
-        wall = time.perf_counter() - t
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
         rows[f"local scoring, {threads} torch thread{'s' if threads > 1 else ''}"] = {
-            "fps": len(items) / wall, "wall": wall, "per_chunk": wall / n_chunks}
+            "fps": len(items) / wall, "wall": wall, "per_chunk": wall / n_chunks, "cpu": cpu / n_chunks}
     torch.set_num_threads(2)
 
     over: dict[str, float] = {}
@@ -117,6 +117,7 @@ def main() -> None:
         task = out.task_seconds / out.chunks
         rows[f"`--cluster local:{n}` ({n} worker process{'es' if n > 1 else ''}, 1 thread each)"] = {
             "fps": len(items) / wall, "wall": wall, "per_chunk": task, "startup": started,
+            "cpu": out.task_cpu_seconds / out.chunks,
             "overhead": wall * n / out.chunks - task}
     got = np.loadtxt(tmp / "local2.csv", delimiter=",", skiprows=1, usecols=3)
     max_rel = float(np.max(np.abs(got - local.result.scores) / np.maximum(1e-12, np.abs(local.result.scores))))
@@ -137,8 +138,11 @@ def main() -> None:
     load_after = os.getloadavg()
 
     one = rows["`--cluster local:1` (1 worker process, 1 thread each)"]
-    chunk_s = one["per_chunk"] + max(0.0, one["overhead"])  # a worker's full cost of one chunk
+    # A core's cost of one chunk: its CPU time in the task (what a loaded machine cannot inflate much) plus the
+    # measured overhead per chunk; the wall-clock figure of this loaded machine is given beside it.
+    chunk_s = one["cpu"] + max(0.0, one["overhead"])
     per_core_fps = args.chunk / chunk_s
+    wall_fps = args.chunk / (one["per_chunk"] + max(0.0, one["overhead"]))
     sched_cap = 1000 / over["per_task_ms"] * args.chunk
     store_cap = 1000 / append_ms * args.chunk
 
@@ -149,13 +153,15 @@ def main() -> None:
         f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (2 cores), so the absolute "
         "numbers are pessimistic and noisy; the ratios and the overheads are what carries over.",
         "",
-        "| how | frames/s | wall s | s per chunk (in the task) | overhead per chunk | cluster start-up |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| how | frames/s | wall s | s per chunk (in the task) | CPU s per chunk | overhead per chunk "
+        "| cluster start-up |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in rows.items():
         ov = f"{1000 * r['overhead']:.0f} ms" if "overhead" in r else "-"
         st = f"{r['startup']:.1f} s" if "startup" in r else "-"
-        lines.append(f"| {name} | {r['fps']:.1f} | {r['wall']:.1f} | {r['per_chunk']:.2f} | {ov} | {st} |")
+        lines.append(f"| {name} | {r['fps']:.1f} | {r['wall']:.1f} | {r['per_chunk']:.2f} | {r['cpu']:.2f} | {ov} "
+                     f"| {st} |")
     lines += [
         "",
         f"`local:2` scores equal local scoring's (largest relative difference {max_rel:.1e}). Overhead per chunk "
@@ -168,8 +174,9 @@ def main() -> None:
         f"time, {over['per_task_ms']:.2f} ms per task when {200} are queued at once. The client writing one chunk "
         f"into the project store (scores and maps, flushed): {append_ms:.1f} ms; to CSV: well under 1 ms.",
         "",
-        "**Projection for N machines.** One worker process (one core) scores a chunk in "
-        f"{chunk_s:.2f} s here, i.e. {per_core_fps:.1f} frames/s per core with the task's overhead included. "
+        "**Projection for N machines.** One worker process (one core) spends "
+        f"{one['cpu']:.2f} CPU s on a chunk, plus {1000 * max(0.0, one['overhead']):.0f} ms of overhead: "
+        f"{per_core_fps:.1f} frames/s per idle core (on this loaded machine's wall clock: {wall_fps:.1f}). "
         "Chunks are independent, so N machines of c cores give about N x c x "
         f"{per_core_fps:.1f} frames/s until one of the shared parts saturates:",
         "",

@@ -203,3 +203,12 @@ def test_a_stop_cancels_the_tasks_and_the_run_resumes_on_the_cluster(client, day
         assert not any(client.processing().values())
         run = scorer.score_into_store(store, day["detector"], items, run_id=info.run_id, chunk=3)
         assert run == info.run_id and store.run_info(run).complete and store.run_info(run).n_images == len(paths)
+
+
+def test_parquet_output_when_pyarrow_is_installed(client, day, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "scores.parquet"
+    with ClusterScorer(client, day["model"], log=lambda m: None) as scorer:
+        scorer.score_to_file(day["items"], out, chunk=CHUNK)
+    rows = pq.read_table(out).to_pylist()
+    assert_matches_local([{k: str(v) for k, v in r.items()} for r in rows], day)

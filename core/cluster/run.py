@@ -48,6 +48,7 @@ class ClusterOutcome:
     chunks: int = 0
     seconds: float = 0.0
     task_seconds: float = 0.0  # the workers' own time in the tasks, summed
+    task_cpu_seconds: float = 0.0  # their CPU time in the tasks, summed
     workers: set[str] = field(default_factory=set)
 
     @property
@@ -164,6 +165,7 @@ class ClusterScorer:
             out.skipped.append((path, reason))
             self.log(f"warning: skipped {path}: {reason}")
         out.task_seconds += got.seconds
+        out.task_cpu_seconds += got.cpu_seconds
         out.workers.add(got.worker)
         if not got.kept:
             return None

@@ -70,6 +70,7 @@ class ChunkScores:
     geometry: list[MapGeometry] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the worker process's CPU time in the task: what a chunk costs, whatever the load
     decode_seconds: float = 0.0
     worker: str = ""
 
@@ -77,7 +78,7 @@ class ChunkScores:
 def score_chunk(model: str, index: int, paths: list[str], keep_maps: bool) -> ChunkScores:
     """Score the images at `paths` with the model plugin named `model`: the same decode, reduce and score as the
     desktop (one `score_in_chunks` chunk). Unreadable files come back by name, never as a failed task."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     worker = distributed.get_worker()
     plugin = worker.plugins[model]
     detector = plugin.detector()
@@ -90,14 +91,16 @@ def score_chunk(model: str, index: int, paths: list[str], keep_maps: bool) -> Ch
         ImageSource(paths, cache_bytes=0).decode_chunk(range(len(paths)),
                                                        lambda s: skipped.append((s.path, s.reason)))
         return ChunkScores(index, [], detector.default_component, {}, skipped=skipped,
-                           seconds=time.perf_counter() - start, worker=worker.address)
+                           seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu,
+                           worker=worker.address)
     position = {p: i for i, p in enumerate(paths)}
     result = chunked.result
     maps = {k: v for k, v in result.maps.items() if v} if keep_maps else {}
     return ChunkScores(index, [position[it.path] for it in chunked.scored.items], result.default_component,
                        {k: np.asarray(v) for k, v in result.components.items()}, maps,
                        list(result.geometry), [(s.path, s.reason) for s in chunked.scored.skipped],
-                       time.perf_counter() - start, chunked.decode_seconds, worker.address)
+                       time.perf_counter() - start, time.process_time() - cpu, chunked.decode_seconds,
+                       worker.address)
 
 
 def model_bytes(path: str | Path) -> tuple[bytes, str]:
