@@ -56,8 +56,14 @@ def connect(spec: str | ClusterAddress, *, timeout: float = 30.0) -> Iterator[An
     address = parse_address(spec) if isinstance(spec, str) else spec
     distributed = import_distributed()
     if address.local_workers:
-        with distributed.LocalCluster(n_workers=address.local_workers, threads_per_worker=1, processes=True,
-                                      dashboard_address=None, silence_logs=40) as cluster, \
+        import dask
+
+        # Dask's nanny sets MALLOC_TRIM_THRESHOLD_ in its workers, which turns off glibc's adaptive mmap
+        # threshold: every decoded frame and feature map is then mmap'ed and faulted in afresh, and scoring
+        # costs twice the CPU (measured: benchmarks/cluster_bench.py). A chunk's memory is bounded anyway.
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+                distributed.LocalCluster(n_workers=address.local_workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, silence_logs=40) as cluster, \
                 distributed.Client(cluster, timeout=timeout) as client:
             yield client
         return
