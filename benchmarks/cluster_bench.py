@@ -162,7 +162,14 @@ def main() -> None:
         st = f"{r['startup']:.1f} s" if "startup" in r else "-"
         lines.append(f"| {name} | {r['fps']:.1f} | {r['wall']:.1f} | {r['per_chunk']:.2f} | {r['cpu']:.2f} | {ov} "
                      f"| {st} |")
+    two = rows["`--cluster local:2` (2 worker processes, 1 thread each)"]
     lines += [
+        "",
+        f"Reading: `local:2` ran at {two['fps'] / one['fps']:.2f}x `local:1` while each chunk cost about the same CPU "
+        f"({two['cpu']:.2f} vs {one['cpu']:.2f} s): with a load average near {load_before[0]:.0f} on 2 cores there "
+        "was no idle second core to win, so the speed-up of N workers shows in the CPU figures, not here. Local "
+        "scoring with 2 torch threads suffers most from the load (OpenMP threads waiting for a core); one thread "
+        "per process, as the workers run, holds up.",
         "",
         f"`local:2` scores equal local scoring's (largest relative difference {max_rel:.1e}). Overhead per chunk "
         "is the wall time per chunk per worker minus the time inside the task (shipping paths and results, "
