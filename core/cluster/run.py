@@ -7,6 +7,8 @@ chunks re-run elsewhere by the scheduler; a chunk that still fails is reported b
 from __future__ import annotations
 
 import csv
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -127,9 +129,11 @@ class ClusterScorer:
                                         if isinstance(exc, BaseException) else str(exc))
             fut.release()
 
+        interrupted = _CatchInterrupt()  # Ctrl+C lands between chunks, not inside Dask's machinery
         try:
             submit_more()
             while state["handed"] < len(chunks):
+                interrupted.check()
                 if should_stop():
                     raise Cancelled()
                 if state["handed"] not in ready:
@@ -139,6 +143,7 @@ class ClusterScorer:
                     for fut in done:
                         collect(fut)
                 while state["handed"] in ready:  # hand back in order
+                    interrupted.check()
                     if should_stop():
                         raise Cancelled()
                     i = state["handed"]
@@ -151,6 +156,7 @@ class ClusterScorer:
                         yield part
                 submit_more()
         finally:
+            interrupted.restore()
             if pending:  # cancelled, interrupted or failed: nothing keeps running on the cluster
                 self.client.cancel(list(pending))
             out.seconds = time.perf_counter() - started
@@ -233,6 +239,31 @@ class ClusterScorer:
         finally:
             writer.close()
         return self.outcome
+
+
+class _CatchInterrupt:
+    """While a stream runs (on the main thread), the first Ctrl+C only sets a flag that the stream turns into a
+    KeyboardInterrupt at a safe point (between chunks, after the last write); a second Ctrl+C is the usual one.
+    A KeyboardInterrupt raised inside Dask's client can be swallowed by a callback and leave the run hanging."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self.previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.hit = True
+        self.restore()
+
+    def check(self) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 def score_rows(items: Sequence[ImageItem], part: ScoreResult) -> list[dict[str, Any]]:
