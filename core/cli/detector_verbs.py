@@ -100,11 +100,12 @@ def score_into_project(args: argparse.Namespace, detector: Any, scorer: Any = sc
         try:
             with TextProgress("scoring") as bar:
                 run = scorer(store, detector, items, run_id=resume, progress=bar, log=_log,
-                                       on_chunk=lambda run_id, *_: state.setdefault("run", run_id))
+                             on_chunk=lambda run_id, *_: state.setdefault("run", run_id))
         except KeyboardInterrupt:
             if "run" in state:
                 print(f"interrupted: what was scored is kept in {store.path} ({state['run']}); resume with "
-                      f"`anomaly-inspector score {args.data} --model {args.model} --resume {state['run']}`",
+                      f"`anomaly-inspector score {args.data} --model {args.model} --resume {state['run']}"
+                      f"{' --cluster ' + args.cluster if getattr(args, 'cluster', None) else ''}`",
                       file=sys.stderr)
             raise
         info = store.run_info(run)
