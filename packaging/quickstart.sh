@@ -17,7 +17,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # torch first and pinned: a bare `torch` would pull a multi-GB CUDA build.
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check torch==2.13.0
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# The test mode adds the cluster extra (Dask) so CI exercises cluster scoring; the demo stays lean.
+extras=test
+if [ "$what" = test ]; then extras=test,cluster; fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[$extras]"
 
 case "$what" in
   demo) exec "$VENV/bin/anomaly-inspector" demo "$@" ;;

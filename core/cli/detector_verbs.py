@@ -72,6 +72,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     _use_pixel_limit(args)
     detector = load_detector(args.model)
+    if getattr(args, "cluster", None):  # Dask only when asked for: the desktop never needs it
+        from core.cluster.command import score_on_cluster
+
+        return score_on_cluster(args, detector, score_into_project)
     if not args.out:
         return score_into_project(args, detector)
     items = image_sets(args.data).judged if args.split in ("judged", "test") else project_items(args.data)
@@ -98,9 +102,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def score_into_project(args: argparse.Namespace, detector: Any) -> int:
+def score_into_project(args: argparse.Namespace, detector: Any, scorer: Any = score_into_store) -> int:
     """`score DATA --model M` without --out: into a run of the project store (DATA's own, or --store), a chunk
-    at a time; an interrupted run is resumed with --resume."""
+    at a time; an interrupted run is resumed with --resume. `scorer`: score_into_store or a cluster's."""
     data = Path(args.data)
     with open_project(args.store or data) as store:
         items = store_items(store)
@@ -120,12 +124,13 @@ def score_into_project(args: argparse.Namespace, detector: Any) -> int:
         state: dict[str, str] = {}
         try:
             with TextProgress("scoring") as bar:
-                run = score_into_store(store, detector, items, run_id=resume, progress=bar, log=_log,
-                                       on_chunk=lambda run_id, *_: state.setdefault("run", run_id))
+                run = scorer(store, detector, items, run_id=resume, progress=bar, log=_log,
+                             on_chunk=lambda run_id, *_: state.setdefault("run", run_id))
         except KeyboardInterrupt:
             if "run" in state:
                 print(f"interrupted: what was scored is kept in {store.path} ({state['run']}); resume with "
-                      f"`anomaly-inspector score {args.data} --model {args.model} --resume {state['run']}`",
+                      f"`anomaly-inspector score {args.data} --model {args.model} --resume {state['run']}"
+                      f"{' --cluster ' + args.cluster if getattr(args, 'cluster', None) else ''}`",
                       file=sys.stderr)
             raise
         info = store.run_info(run)
@@ -218,6 +223,10 @@ def add_commands(sub: Any) -> None:
                    help="all images (default), or only the judged set: labeled images not used for training "
                         "('test' is the same)")
     pixel_limit_option(p)
+    p.add_argument("--cluster", metavar="local:N|tcp://HOST:PORT",
+                   help="score on Dask: N worker processes here, or a running `dask scheduler` whose workers "
+                        "see the images at the same paths (needs `pip install -e .[cluster]`); --out then "
+                        "takes .csv or .parquet")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("evaluate", help="train on the training set, score the judged set (labeled images not "
