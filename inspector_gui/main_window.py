@@ -631,14 +631,17 @@ class MainWindow(QMainWindow):
     def _refresh_threshold_model(self) -> None:
         """Threshold panel data: the default component's scores and the review labels of the judged images
         only (labeled, not used for training: the model has fit its training images, so counting them would
-        bias a threshold low), by image id; every other image counts as unlabeled there."""
+        bias a threshold low), by image id. Training images are left out of the panel; other images count as
+        unlabeled there."""
         if self.store is None or self.run is None:
             return
-        scores = self.run.components[self.run.default_component]
+        sets = sets_from_store(self.store)
+        # Training images are left out altogether (not drawn as "unlabeled"): the model has fit them.
+        scores = np.array(self.run.components[self.run.default_component], dtype=np.float64)
+        scores[sets.train_ids] = np.nan
         labels = np.array([lb.label for lb in self.store.labels()], dtype=object)
         judged = np.full(len(labels), "unlabeled", dtype=object)
-        ids = sets_from_store(self.store).judged_ids
-        judged[ids] = labels[ids]
+        judged[sets.judged_ids] = labels[sets.judged_ids]
         self.threshold_model.set_data(scores, judged)
 
     @Slot(float, float, str)

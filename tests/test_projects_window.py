@@ -92,6 +92,7 @@ def test_flat_folder_label_mark_train_and_threshold_on_judged_images(qtbot, flat
     # The threshold panel counts the ten judged frames only, not the twelve it trained on.
     model = win.threshold_model
     assert len(model.group_scores("good")) == 4 and len(model.group_scores("defect")) == 6
+    assert len(model.group_scores("unlabeled")) == 0  # the 12 training frames are not drawn at all
     before = model.stats()
     lo, hi = model.score_range()
     model.set_thresholds(lo + 0.9 * (hi - lo))
