@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +23,17 @@ from PySide6.QtWidgets import (
 
 from core.data.folders import FolderError, ImageFolder, scan_folder
 from core.data.images import ImageLoadError, decode_image, decode_mask
-from core.detectors.base import DetectorError
-from core.detectors.registry import detector_class
 from core.detectors.results import MapGeometry, geometry_from_layout
-from core.evaluate import StoredRun, score_keeping_extras, train_into_store
 from core.label_history import LabelHistory, LabelState, LabelStep
-from core.modelio import load_detector
-from core.project import TooFewTrainingImages, role, sets_from_store, store_items
+from core.project import role, sets_from_store
 from core.store import Store
 from core.threshold import ThresholdModel
 from inspector_gui.about import app_icon, show_about, window_title
 from inspector_gui.gallery import GalleryWidget
 from inspector_gui.label_bar import LabelBar
 from inspector_gui.morph_strip import STRIP_KEY, MorphStripPanel
+from inspector_gui.run_jobs import RunJobs
+from inspector_gui.run_view import RunView
 from inspector_gui.shortcuts import SHORTCUTS, help_html
 from inspector_gui.store_service import StoreService
 from inspector_gui.threshold_panel import ThresholdPanel
@@ -63,24 +58,6 @@ def ask_user(parent: QWidget, title: str, question: str) -> bool:
     return QMessageBox.question(parent, title, question) == QMessageBox.StandardButton.Yes
 
 
-@dataclass
-class RunView:
-    """The scores the window shows: one run, aligned to store image ids (NaN = not scored)."""
-
-    run_id: str | None
-    detector: str
-    default_component: str
-    components: dict[str, np.ndarray]  # name -> (n_images,) by store image id
-    params: dict[str, Any] = field(default_factory=dict)
-    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
-    map_layout: dict[str, Any] = field(default_factory=dict)  # see core.detectors.results.map_layout
-    complete: bool = True  # False while it is being scored, or after a cancel or a crash (resumable)
-    # Kept in memory for a run scored in this window: the model, and per image id the extras the store does not
-    # keep (OIAD morph strips).
-    model: Any = None
-    extras: dict[int, dict[str, Any]] = field(default_factory=dict)
-
-
 class MainWindow(QMainWindow):
     # Requests to the store thread (queued connections: the service lives in another thread).
     requestOpen = Signal(str, str)
@@ -97,6 +74,7 @@ class MainWindow(QMainWindow):
         self.folder: ImageFolder | None = None
         self.run: RunView | None = None
         self.job: Job | None = None
+        self.jobs = RunJobs(self)  # the jobs that train and score (run_jobs.py)
         self.history = LabelHistory()
         self.current_id: int | None = None
         self._after_open: list = []  # callbacks waiting for the store (opening is asynchronous)
@@ -165,7 +143,7 @@ class MainWindow(QMainWindow):
             "toggle_mask": self.toggle_mask,
             "open_folder": self.choose_folder,
             "export": self.open_export_dialog,
-            "score_folder": self.choose_model_and_folder,
+            "score_folder": self.jobs.choose_model_and_folder,
             "resume_run": self.resume_interrupted_run,
             "help": self.show_help,
         }
@@ -310,169 +288,30 @@ class MainWindow(QMainWindow):
         if rec:
             self.threshold_model.set_thresholds(rec.t1, rec.t2, rec.method)
 
-    # ================================================================== training
-    @Slot(str, dict)
+    # ================================================================== training and scoring (run_jobs.py)
     def start_training(self, name: str, settings: dict) -> None:
-        """Train on the project's training set (good images marked for training), then score every image.
-        Too few training images is said plainly, with how to mark more, before anything starts."""
-        if self.store is None:
-            self._error("Open an image folder first.")
-            return
-        sets, items = sets_from_store(self.store), store_items(self.store)
-        try:
-            sets.require_training(detector_class(name).min_train_images, name)
-        except TooFewTrainingImages as exc:
-            self._error(str(exc))
-            return
-
-        store = self.store
-
-        def work(progress, should_stop):
-            return train_into_store(store, sets, name, settings, items, progress=progress, should_stop=should_stop,
-                                    log=lambda m: None)
-
-        self._run_job(f"train {name}", work)
+        self.jobs.start_training(name, settings)
 
     def score_with(self, detector: Any) -> None:
-        """Score every image of the open project with an already trained detector (the demo hands its model
-        over this way), in a worker, then show it like a fresh training run."""
-        if self.store is None:
-            self._after_open.append(lambda: self.score_with(detector))
-            return
-        self._score_into_project(detector)
-
-    @Slot()
-    def choose_model_and_folder(self) -> None:
-        """File > Score folder with model: a saved model, then a folder inside the project (a new day's frames)."""
-        if self.store is None:
-            self._error("Open a project first: the scores go into its store.")
-            return
-        start = str(self.settings.value("paths/last_model", str(self.store.root)))
-        model, _ = QFileDialog.getOpenFileName(self, "Model to score with", start, "Models (*.ai *.pt);;All files (*)")
-        if not model:
-            return
-        folder = QFileDialog.getExistingDirectory(self, "Folder to score (inside the project)", str(self.store.root))
-        if folder:
-            self.settings.setValue("paths/last_model", model)
-            self.score_folder(model, folder)
+        self.jobs.score_with(detector)
 
     def score_folder(self, model_path: str | Path, folder: str | Path | None = None,
                      resume: str | None = None) -> None:
-        """Score a folder (default: the whole project) with a saved model into a new run of the project, a
-        chunk at a time: scores appear in the gallery and the threshold panel as chunks land, a cancel keeps
-        what was scored, and `resume` (a run id) continues an interrupted run. New images are added first."""
-        if self.store is None:
-            self._error("Open a project first.")
-            return
-        try:
-            detector = load_detector(model_path)
-        except (DetectorError, OSError, ValueError) as exc:
-            self._error(f"{model_path}: {exc}")
-            return
-        self._score_into_project(detector, Path(folder).resolve() if folder else None, resume)
+        self.jobs.score_folder(model_path, folder, resume)
 
-    def _score_into_project(self, detector: Any, root: Path | None = None, resume: str | None = None) -> None:
-        store = self.store
-
-        def work(progress, should_stop):
-            if root is not None and root != store.root.resolve():
-                store.add_folder(root)
-            items = [it for it in store_items(store)
-                     if root is None or Path(it.path).resolve().is_relative_to(root)]
-            return score_keeping_extras(store, detector, items, run_id=resume, progress=progress,
-                                        should_stop=should_stop, log=lambda m: None)
-
-        self._run_job(f"score {detector.name}", work)
-
-    @Slot()
     def resume_interrupted_run(self) -> None:
-        """File > Resume interrupted run: the newest incomplete run, with the model saved when it was trained."""
-        if self.store is None:
-            self._error("Open a project first.")
-            return
-        incomplete = [r for r in self.store.list_runs() if not r.complete]
-        if not incomplete:
-            self.statusBar().showMessage("No interrupted run in this project.")
-            return
-        run = incomplete[-1]
-        model = run.metadata.get("model_file")
-        if not model or not (self.store.path.parent / model).is_file():
-            self._error(f"{run.run_id} cannot be resumed: its model file ({model or 'not recorded'}) is missing. "
-                        "Use File > Score folder with model.")
-            return
-        self.score_folder(self.store.path.parent / model, resume=run.run_id)
+        self.jobs.resume_interrupted_run()
 
-    def _on_scoring_progress(self, done: int, total: int, info: dict) -> None:
-        """Scores that have landed in the store show at once (at most twice a second: a reload reads them all)."""
-        run_id = info.get("run")
-        now = time.monotonic()
-        if run_id and self.store is not None and now - self._last_partial_refresh > 0.5:
-            self._last_partial_refresh = now
-            self._refresh_view_of_run(run_id)
+    def cancel_job(self) -> None:
+        self.jobs.cancel_job()
 
-    def _refresh_view_of_run(self, run_id: str) -> None:
-        if self.gallery.model.rowCount() != self.store.n_images:  # images were added: rebuild the gallery
+    def refresh_view_of_run(self, run_id: str) -> None:
+        """Show run `run_id` as the store has it now (the gallery rebuilt first if images were added)."""
+        if self.gallery.model.rowCount() != self.store.n_images:
             self.run = None  # the shown run has fewer rows than the project now; the new one replaces it
             self._on_store_opened(self.store, load_latest=False)
         self._load_run_from_store(run_id)
         self._refresh_threshold_model()
-
-
-    def _run_job(self, name: str, work: Any, on_done: Any = None) -> None:
-        if self.job is not None and self.job.running:
-            self._error("A job is already running.")
-            return
-        self.job = Job(name, work, self)
-        self.job.progress.connect(self.training.job_progress)
-        self._last_partial_refresh = 0.0
-        self.job.progress.connect(self._on_scoring_progress)
-        self.job.finished.connect(on_done or self._on_trained)
-        self.job.failed.connect(self._on_job_failed)
-        self.job.cancelled.connect(self._on_job_cancelled)
-        self.training.job_started()
-        self.tabs.setCurrentWidget(self.training)
-        self.job.start()
-
-    @Slot()
-    def cancel_job(self) -> None:
-        if self.job is not None and self.job.running:
-            self.job.cancel()
-            self.statusBar().showMessage("Cancelling …")
-
-    @Slot(object)
-    def _on_trained(self, done: StoredRun) -> None:
-        """A training or scoring job ended: its run is complete in the store; show it with the live model."""
-        self.run = RunView(done.run_id, done.detector.name, "", {}, model=done.detector, extras=done.extras)
-        self._refresh_view_of_run(done.run_id)
-        info = self.store.run_info(done.run_id)
-        rep = done.detector.fit_report if done.n_train else None
-        self.training.job_ended(
-            f"Trained {info.detector} in {rep.seconds:.1f} s ({rep.epochs} epochs, stopped by {rep.stopped_by}); "
-            f"scored {info.n_images} images ({done.run_id})." if rep else
-            f"Scored {info.n_images} images with {info.detector} into the project ({done.run_id}).")
-        self.statusBar().showMessage(f"Scores saved to the project ({done.run_id}).")
-        t1, t2 = self.threshold_model.t1, self.threshold_model.t2
-        if math.isfinite(t1) and math.isfinite(t2):  # the threshold the panel chose goes with the run
-            self.requestThreshold.emit(done.run_id, t1, t2, self.threshold_model.method)
-        self.tabs.setCurrentWidget(self.threshold)
-        if self.current_id is not None:
-            self.show_image_id(self.current_id)
-
-    @Slot(str, str)
-    def _on_job_failed(self, message: str, tb: str) -> None:
-        self.training.job_ended(f"Failed: {message}")
-        self._error(message)
-
-    @Slot()
-    def _on_job_cancelled(self) -> None:
-        latest = self.store.list_runs()[-1] if self.store is not None and self.store.list_runs() else None
-        if latest is not None and not latest.complete:  # what was scored is kept; show it
-            self._refresh_view_of_run(latest.run_id)
-            self.training.job_ended(f"Cancelled; {latest.n_images} scored images are kept ({latest.run_id}); "
-                                    "File > Resume interrupted run continues it.")
-        else:
-            self.training.job_ended("Cancelled.")
-        self.statusBar().showMessage("Cancelled.")
 
     def _show_scores(self) -> None:
         run = self.run
