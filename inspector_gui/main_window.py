@@ -77,7 +77,7 @@ class MainWindow(QMainWindow):
         self.jobs = RunJobs(self)  # the jobs that train and score (run_jobs.py)
         self.history = LabelHistory()
         self.current_id: int | None = None
-        self._after_open: list = []  # callbacks waiting for the store (opening is asynchronous)
+        self.after_open: list = []  # callbacks waiting for the store (opening is asynchronous)
         # Asked before closing with a job running: (title, question) -> yes. Tests replace it, so no modal
         # box can wait for an answer nobody gives.
         self.confirm: Callable[[str, str], bool] = lambda title, question: ask_user(self, title, question)
@@ -236,7 +236,7 @@ class MainWindow(QMainWindow):
             else:
                 self.requestOpen.emit(str(path), "")
         except FolderError as exc:
-            self._error(str(exc))
+            self.error(str(exc))
             return
         self.statusBar().showMessage(f"Opening {path} …")
 
@@ -247,7 +247,7 @@ class MainWindow(QMainWindow):
             try:
                 self.folder = scan_folder(store.root)
             except FolderError as exc:
-                self._error(str(exc))
+                self.error(str(exc))
         images = store.images()
         labels = store.labels()
         self.gallery.model.set_items(
@@ -266,7 +266,7 @@ class MainWindow(QMainWindow):
         self._refresh_threshold_model()
         if images:
             self._select_view_row(0)
-        callbacks, self._after_open = self._after_open, []
+        callbacks, self.after_open = self.after_open, []
         for callback in callbacks:
             callback()
 
@@ -497,7 +497,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def open_export_dialog(self) -> None:
         if self.store is None:
-            self._error("Open a project first.")
+            self.error("Open a project first.")
             return
         from inspector_gui.export_dialog import ExportDialog
 
@@ -509,9 +509,9 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_store_failed(self, message: str) -> None:
-        self._error(message)
+        self.error(message)
 
-    def _error(self, message: str) -> None:
+    def error(self, message: str) -> None:
         self.statusBar().showMessage(message)
         if not self.property("quiet_errors") and not headless():
             QMessageBox.warning(self, "Anomaly Inspector", message)

@@ -30,13 +30,13 @@ class RunJobs:
         """Train on the project's training set (good images marked for training), then score every image.
         Too few training images is said plainly, with how to mark more, before anything starts."""
         if self.win.store is None:
-            self.win._error("Open an image folder first.")
+            self.win.error("Open an image folder first.")
             return
         sets, items = sets_from_store(self.win.store), store_items(self.win.store)
         try:
             sets.require_training(detector_class(name).min_train_images, name)
         except TooFewTrainingImages as exc:
-            self.win._error(str(exc))
+            self.win.error(str(exc))
             return
 
         store = self.win.store
@@ -51,14 +51,14 @@ class RunJobs:
         """Score every image of the open project with an already trained detector (the demo hands its model
         over this way), in a worker, then show it like a fresh training run."""
         if self.win.store is None:
-            self.win._after_open.append(lambda: self.score_with(detector))
+            self.win.after_open.append(lambda: self.score_with(detector))
             return
         self._score_into_project(detector)
 
     def choose_model_and_folder(self) -> None:
         """File > Score folder with model: a saved model, then a folder inside the project (a new day's frames)."""
         if self.win.store is None:
-            self.win._error("Open a project first: the scores go into its store.")
+            self.win.error("Open a project first: the scores go into its store.")
             return
         start = str(self.win.settings.value("paths/last_model", str(self.win.store.root)))
         model, _ = QFileDialog.getOpenFileName(self.win, "Model to score with", start,
@@ -77,12 +77,12 @@ class RunJobs:
         chunk at a time: scores appear in the gallery and the threshold panel as chunks land, a cancel keeps
         what was scored, and `resume` (a run id) continues an interrupted run. New images are added first."""
         if self.win.store is None:
-            self.win._error("Open a project first.")
+            self.win.error("Open a project first.")
             return
         try:
             detector = load_detector(model_path)
         except (DetectorError, OSError, ValueError) as exc:
-            self.win._error(f"{model_path}: {exc}")
+            self.win.error(f"{model_path}: {exc}")
             return
         self._score_into_project(detector, Path(folder).resolve() if folder else None, resume)
 
@@ -102,7 +102,7 @@ class RunJobs:
     def resume_interrupted_run(self) -> None:
         """File > Resume interrupted run: the newest incomplete run, with the model saved when it was trained."""
         if self.win.store is None:
-            self.win._error("Open a project first.")
+            self.win.error("Open a project first.")
             return
         incomplete = [r for r in self.win.store.list_runs() if not r.complete]
         if not incomplete:
@@ -111,7 +111,7 @@ class RunJobs:
         run = incomplete[-1]
         model = run.metadata.get("model_file")
         if not model or not (self.win.store.path.parent / model).is_file():
-            self.win._error(f"{run.run_id} cannot be resumed: its model file ({model or 'not recorded'}) is missing. "
+            self.win.error(f"{run.run_id} cannot be resumed: its model file ({model or 'not recorded'}) is missing. "
                         "Use File > Score folder with model.")
             return
         self.score_folder(self.win.store.path.parent / model, resume=run.run_id)
@@ -126,7 +126,7 @@ class RunJobs:
 
     def _run_job(self, name: str, work: Any, on_done: Any = None) -> None:
         if self.win.job is not None and self.win.job.running:
-            self.win._error("A job is already running.")
+            self.win.error("A job is already running.")
             return
         self.win.job = Job(name, work, self.win)
         self.win.job.progress.connect(self.win.training.job_progress)
@@ -164,7 +164,7 @@ class RunJobs:
 
     def _on_job_failed(self, message: str, tb: str) -> None:
         self.win.training.job_ended(f"Failed: {message}")
-        self.win._error(message)
+        self.win.error(message)
 
     def _on_job_cancelled(self) -> None:
         latest = self.win.store.list_runs()[-1] if self.win.store is not None and self.win.store.list_runs() else None
