@@ -341,6 +341,46 @@ class MapRangeSample:
         return shared_map_ranges({k: v for k, v in self._values.items() if v})
 
 
+class RunWriter:
+    """One growing run of the store, written chunk by chunk; the desktop's and the cluster's scoring both write
+    through it. With `run_id` it resumes that run: `todo` leaves out what it has scored, and a sample of its maps
+    seeds the colour range. The run is begun at the first chunk (the components are known then) and finished
+    with the colour range over every map."""
+
+    def __init__(self, store: Store, detector: Detector, run_id: str | None = None) -> None:
+        self.store, self.detector, self.run_id = store, detector, run_id
+        self.sample = MapRangeSample()
+        self.done: set[int] = set()
+        if run_id is not None:
+            info = store.run_info(run_id)
+            if info.complete:
+                raise StoreError(f"{store.path}: run {run_id} is already complete")
+            if info.detector != detector.name:
+                raise StoreError(f"{store.path}: run {run_id} was scored by {info.detector}, not {detector.name}")
+            self.done = set(store.run_image_ids(run_id).tolist())
+            for image_id in sorted(self.done)[:: max(1, len(self.done) // 200)]:
+                self.sample.add({k: [v] for k, v in store.maps(run_id, image_id).items()})
+
+    def todo(self, items: Sequence[ImageItem]) -> list[ImageItem]:
+        return [it for it in items if self.store.image_id(it.path) not in self.done]
+
+    def write(self, chunk_items: Sequence[ImageItem], part: ScoreResult) -> str:
+        """One scored chunk into the run (begun here on the first chunk); on disk when this returns."""
+        if self.run_id is None:
+            self.run_id = self.store.begin_run(
+                self.detector.name, self.detector.params,
+                {**self.detector.metadata, "map_layout": map_layout(part.geometry)},
+                part.default_component, list(part.components), list(part.maps))
+        self.store.append_to_run(self.run_id, [it.path for it in chunk_items], part.components, part.maps)
+        self.sample.add(part.maps)
+        return self.run_id
+
+    def finish(self) -> str:
+        meta = self.store.run_info(self.run_id).metadata
+        self.store.finish_run(self.run_id, {**meta, "map_ranges": self.sample.ranges()})
+        return self.run_id
+
+
 def score_into_store(store: Store, detector: Detector, items: Sequence[ImageItem], *, run_id: str | None = None,
                      progress: ProgressFn = no_progress, should_stop: StopFn = never_stop, log: Log = print,
                      chunk: int = SCORE_CHUNK,
@@ -351,42 +391,23 @@ def score_into_store(store: Store, detector: Detector, items: Sequence[ImageItem
     run: only the images it has not scored yet are scored. Returns the run id; Cancelled leaves the run
     incomplete and resumable. `extras_out` collects each image's small extras (e.g. OIAD morph strips, which
     the store does not keep) by image id."""
-    sample = MapRangeSample()
-    done: set[int] = set()
-    if run_id is not None:
-        info = store.run_info(run_id)
-        if info.complete:
-            raise StoreError(f"{store.path}: run {run_id} is already complete")
-        if info.detector != detector.name:
-            raise StoreError(f"{store.path}: run {run_id} was scored by {info.detector}, not {detector.name}")
-        done = set(store.run_image_ids(run_id).tolist())
-        for image_id in sorted(done)[:: max(1, len(done) // 200)]:  # the colour range covers earlier chunks too
-            sample.add({k: [v] for k, v in store.maps(run_id, image_id).items()})
-    todo = [it for it in items if store.image_id(it.path) not in done]
-    state: dict[str, Any] = {"run": run_id, "layout": None}
+    writer = RunWriter(store, detector, run_id)
 
     def write(chunk_items: list[ImageItem], part: ScoreResult) -> None:
-        if state["run"] is None:
-            state["layout"] = map_layout(part.geometry)
-            state["run"] = store.begin_run(detector.name, detector.params,
-                                           {**detector.metadata, "map_layout": state["layout"]},
-                                           part.default_component, list(part.components), list(part.maps))
-        store.append_to_run(state["run"], [it.path for it in chunk_items], part.components, part.maps)
-        sample.add(part.maps)
+        run = writer.write(chunk_items, part)
         if extras_out is not None and part.extras:
             for k, it in enumerate(chunk_items):
                 extras_out[store.image_id(it.path)] = {name: values[k] for name, values in part.extras.items()}
         if on_chunk is not None:
-            on_chunk(state["run"], chunk_items, part)
+            on_chunk(run, chunk_items, part)
 
+    todo = writer.todo(items)
     if todo:
         score_in_chunks(detector, todo, progress=progress, should_stop=should_stop, log=log, chunk=chunk,
                         on_chunk=write, keep_maps=False)
-    if state["run"] is None:
+    if writer.run_id is None:
         raise ValueError("no readable images to score")
-    meta = store.run_info(state["run"]).metadata
-    store.finish_run(state["run"], {**meta, "map_ranges": sample.ranges()})
-    return state["run"]
+    return writer.finish()
 
 
 @dataclass

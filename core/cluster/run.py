@@ -19,9 +19,9 @@ from typing import Any
 from core.data.folders import ImageItem
 from core.detectors.base import Detector, ProgressFn, StopFn, never_stop, no_progress
 from core.detectors.errors import Cancelled
-from core.detectors.results import ScoreResult, map_layout
-from core.evaluate import SCORE_CHUNK, MapRangeSample
-from core.store import Store, StoreError
+from core.detectors.results import ScoreResult
+from core.evaluate import SCORE_CHUNK, RunWriter
+from core.store import Store
 
 Log = Callable[[str], None]
 TaskFn = Callable[..., Any]  # score_chunk's signature: (model, index, paths, keep_maps) -> ChunkScores
@@ -188,37 +188,19 @@ class ClusterScorer:
         """`core.evaluate.score_into_store` on the cluster: one growing run, written by this process chunk by
         chunk in the images' order, resumable with `run_id`. A run with failed chunks is left incomplete, so a
         resume retries just those images."""
-        sample = MapRangeSample()
-        done: set[int] = set()
-        if run_id is not None:
-            info = store.run_info(run_id)
-            if info.complete:
-                raise StoreError(f"{store.path}: run {run_id} is already complete")
-            if info.detector != detector.name:
-                raise StoreError(f"{store.path}: run {run_id} was scored by {info.detector}, not {detector.name}")
-            done = set(store.run_image_ids(run_id).tolist())
-            for image_id in sorted(done)[:: max(1, len(done) // 200)]:
-                sample.add({k: [v] for k, v in store.maps(run_id, image_id).items()})
-        todo = [it for it in items if store.image_id(it.path) not in done]
-        run = run_id
-        for chunk_items, part in self.stream(todo, chunk=chunk, keep_maps=True, progress=progress,
+        writer = RunWriter(store, detector, run_id)
+        for chunk_items, part in self.stream(writer.todo(items), chunk=chunk, keep_maps=True, progress=progress,
                                              should_stop=should_stop, task=task):
-            if run is None:
-                run = store.begin_run(detector.name, detector.params,
-                                      {**detector.metadata, "map_layout": map_layout(part.geometry)},
-                                      part.default_component, list(part.components), list(part.maps))
-            store.append_to_run(run, [it.path for it in chunk_items], part.components, part.maps)
-            sample.add(part.maps)
+            run = writer.write(chunk_items, part)
             if on_chunk is not None:
                 on_chunk(run, chunk_items, part)
-        if run is None:
+        if writer.run_id is None:
             raise ValueError("no readable images to score"
                              + (f" ({len(self.outcome.failed_paths)} in failed chunks)" if self.outcome.failures
                                 else ""))
         if not self.outcome.failures:
-            meta = store.run_info(run).metadata
-            store.finish_run(run, {**meta, "map_ranges": sample.ranges()})
-        return run
+            writer.finish()
+        return writer.run_id
 
     # -- into a file -----------------------------------------------------------------------------------------
     def score_to_file(self, items: Sequence[ImageItem], out: str | Path, *, chunk: int = SCORE_CHUNK,
