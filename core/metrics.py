@@ -178,6 +178,11 @@ def pro_score(masks: list[np.ndarray], maps: list[np.ndarray], max_fpr: float = 
         raise ValueError("PRO needs defect regions and defect-free pixels")
     fpr = fp / negatives
     pro = overlaps_sum / n_regions
+    return _pro_integral(fpr, pro, max_fpr)
+
+
+def _pro_integral(fpr: np.ndarray, pro: np.ndarray, max_fpr: float) -> float:
+    """The PRO curve (ascending FPR) integrated over [0, max_fpr], normalised to [0, 1]."""
     keep = fpr <= max_fpr
     x, y = fpr[keep], pro[keep]
     # Close the curve exactly at max_fpr by interpolation, so the integral has the full range.
@@ -245,14 +250,4 @@ class PixelMetrics:
         # FPR at threshold edges[k]: negatives in bins k.. over all negatives; descending thresholds.
         fp_at = np.r_[self.neg[::-1].cumsum()[::-1], 0] / self.neg.sum()
         fpr, pro = fp_at[::-1], (self.overlaps / self.n_regions)[::-1]
-        keep = fpr <= max_fpr
-        x, y = fpr[keep], pro[keep]
-        if keep.sum() < len(fpr):
-            nxt = np.flatnonzero(~keep)[0]
-            if nxt > 0:
-                x0, x1, y0, y1 = fpr[nxt - 1], fpr[nxt], pro[nxt - 1], pro[nxt]
-                y_end = y0 + (y1 - y0) * (max_fpr - x0) / (x1 - x0) if x1 > x0 else y1
-                x, y = np.r_[x, max_fpr], np.r_[y, y_end]
-        if len(x) < 2:
-            return 0.0
-        return float(np.trapezoid(y, x) / max_fpr)
+        return _pro_integral(fpr, pro, max_fpr)
