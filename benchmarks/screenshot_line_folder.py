@@ -23,25 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-OUT = ROOT / "docs" / "screenshots"
-
-
-def wait_until(app, condition, timeout: float) -> None:
-    end = time.time() + timeout
-    while not condition():
-        if time.time() > end:
-            raise TimeoutError("the window did not get there in time")
-        app.processEvents()
-        time.sleep(0.02)
-
-
-def shoot(app, win, name: str) -> None:
-    for _ in range(20):
-        app.processEvents()
-        time.sleep(0.02)
-    OUT.mkdir(parents=True, exist_ok=True)
-    win.grab().save(str(OUT / name))
-    print(f"wrote {OUT / name}")
+from benchmarks.screenshot_window import shoot, wait_until  # noqa: E402  (the same X-screen shots)
 
 
 def main() -> None:
