@@ -19,6 +19,16 @@ torch.set_num_threads(1)
 
 from core.data.synthetic import DemoSpec, generate  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test starts on one torch thread, whatever the test before it set (the self-test, a benchmark-like
+    test)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # Tiny patch-VAE settings for 64 px images: fast on CPU, still a real model.

@@ -24,14 +24,6 @@ NAMES = ("decentralization", "cae", "kdcae", "nicae")
 SIDE = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def normal_image(rng: np.random.Generator) -> np.ndarray:
     """A smooth horizontal gradient (the 'part') with a little sensor noise."""
     ramp = np.linspace(0.2, 0.6, SIDE, dtype=np.float32)[None, :].repeat(SIDE, 0)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from core.detectors.base import Cancelled, Detector, DetectorError
 from core.detectors.registry import available, create, detector_class
@@ -19,15 +18,6 @@ from core.modelio import load_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = available()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and two threads collapse when the machine is busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def images(n: int, seed: int) -> list[np.ndarray]:
