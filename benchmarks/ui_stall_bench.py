@@ -29,7 +29,7 @@ from benchmarks.markdown_section import replace_section  # noqa: E402
 from core.cli.demo import DEMO_SETTINGS  # noqa: E402
 from core.data.folders import scan_folder  # noqa: E402
 from core.data.synthetic import demo_dataset  # noqa: E402
-from core.evaluate import train_and_score  # noqa: E402
+from core.evaluate import score_in_chunks, train_detector  # noqa: E402
 from core.project import sets_from_folder  # noqa: E402
 
 
@@ -52,8 +52,10 @@ def measure(epochs: int, freeze: bool) -> dict:
     timer.setInterval(5)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
 
-    def work(progress, should_stop):
-        return train_and_score(sets, "vae", settings, folder.items, progress=progress, should_stop=should_stop,
+    def work(progress, should_stop):  # what the Train button runs, without the store: fit, then score in chunks
+        detector, _ = train_detector(sets, "vae", settings, progress=progress, should_stop=should_stop,
+                                     log=lambda m: None)
+        return score_in_chunks(detector, folder.items, progress=progress, should_stop=should_stop,
                                log=lambda m: None)
 
     job = Job("bench", work)

@@ -288,37 +288,6 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
     return report, detector, result, test
 
 
-@dataclass
-class TrainScoreOutcome:
-    detector: Detector
-    result: ScoreResult
-    scored: LoadedImages  # the images the result rows refer to, in order
-    train: LoadedImages
-    # One colour range per map component over the whole run; computed here, in the worker, because it reads
-    # every map (pixel maps of thousands of images) and must not run on the window's thread.
-    map_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.map_ranges:
-            self.map_ranges = shared_map_ranges(self.result.maps)
-
-
-def train_and_score(sets: ImageSets, name: str, params: dict[str, Any], score_items: Sequence[ImageItem], *,
-                    progress: ProgressFn = no_progress, should_stop: StopFn = never_stop,
-                    log: Log = print) -> TrainScoreOutcome:
-    """What the window's Train button does: fit on the project's training set, then score `score_items`
-    (every image of the project, so the gallery shows them all). Progress info carries a "stage" (training,
-    scoring) for the status line."""
-
-    def staged(stage: str) -> ProgressFn:
-        return lambda done, total, info: progress(done, total, {"stage": stage, **info})
-
-    detector, train = train_detector(sets, name, params, progress=staged("training"), should_stop=should_stop,
-                                     log=log)
-    chunked = score_in_chunks(detector, score_items, progress=staged("scoring"), should_stop=should_stop, log=log)
-    return TrainScoreOutcome(detector, chunked.result, chunked.scored, train)
-
-
 class MapRangeSample:
     """A bounded random sample of a run's map values per component, for its shared colour range (the same
     percentiles as shared_map_ranges) without keeping every map in memory."""
