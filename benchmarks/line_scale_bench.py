@@ -166,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg": os.getloadavg(), "time": time.strftime("%Y-%m-%d %H:%M")}
     out = ROOT / "docs" / "bench-runs" / ("line_scale_quick.json" if args.quick else "line_scale.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_file():  # a run of some detectors keeps the others' rows from the previous run
+        measured = {r["detector"] for r in rows}
+        kept = [r for r in json.loads(out.read_text()).get("rows", []) if r["detector"] not in measured]
+        rows = kept + rows
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     if not args.no_docs:
         replace_section(ROOT / "docs" / "benchmarks.md", "line-scale folders", table(rows, meta, args.quick))

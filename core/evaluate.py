@@ -17,11 +17,12 @@ import numpy as np
 from core import metrics
 from core.data.folders import ImageItem
 from core.data.image_source import ImageSource, image_shape
-from core.data.images import ImageLoadError, Skipped, decode_mask, load_images
+from core.data.images import Skipped, load_images
 from core.detectors.base import Detector, ProgressFn, StopFn, never_stop, no_progress
 from core.detectors.errors import Cancelled
 from core.detectors.registry import create, detector_class
-from core.detectors.results import ScoreResult, map_layout, pixel_map, shared_map_ranges
+from core.detectors.results import MapGeometry, ScoreResult, map_layout, shared_map_ranges
+from core.pixel_eval import PixelMapSpool, has_masks, pixel_metrics
 from core.project import ImageSets, image_sets
 from core.store import Store, StoreError
 
@@ -175,8 +176,10 @@ def image_labels(items: Sequence[ImageItem]) -> np.ndarray:
     return np.array([it.label == "defect" for it in items], dtype=bool)
 
 
-def measure(result: ScoreResult, items: Sequence[ImageItem], log: Log = print) -> dict[str, Any]:
-    """AUROC / AUPR / F1-max per component, pixel AUROC and PRO per component where masks exist."""
+def measure(result: ScoreResult, items: Sequence[ImageItem], log: Log = print,
+            spool: PixelMapSpool | None = None) -> dict[str, Any]:
+    """AUROC / AUPR / F1-max per component, pixel AUROC and PRO per component where masks exist (from `spool`,
+    the maps spooled while scoring, else from the result's maps)."""
     labels = image_labels(items)
     out: dict[str, Any] = {"image_auroc": {}, "image_aupr": {}, "f1_max": {}, "f1_max_threshold": {}}
     if labels.all() or not labels.any():
@@ -187,68 +190,18 @@ def measure(result: ScoreResult, items: Sequence[ImageItem], log: Log = print) -
         out["image_aupr"][name] = round(metrics.aupr(labels, scores), 4)
         f1, thr = metrics.f1_max(labels, scores)
         out["f1_max"][name], out["f1_max_threshold"][name] = round(f1, 4), thr
-    if has_masks(items) and result.maps:
-        # Masks at most PIXEL_EVAL_SIDE px on the longer side, and pixel metrics accumulated one image at a time
-        # in binned form (metrics.PixelMetrics): a few thousand large images would otherwise mean holding and
-        # sorting 10^8 pixels per component (6 GB for 2,000 frames) for no change in the first decimals.
-        masks = _small_masks(items, log)
-    else:
-        masks = []
-    if masks:
-        out["pixel_auroc"], out["pixel_pro"] = {}, {}
-        rng = np.random.default_rng(0)
-        for name, maps in result.maps.items():
-            sample = np.concatenate([rng.choice(np.ravel(m), min(256, np.size(m)), replace=False) for m in maps])
-            acc = metrics.PixelMetrics(sample)
-            for m, g, k in zip(maps, result.geometry, masks, strict=True):
-                acc.add(k, _fit_to(pixel_map(m, g), k.shape))
-            out["pixel_auroc"][name] = round(acc.auroc(), 4)
-            out["pixel_pro"][name] = round(acc.pro(), 4)
-    return out
-
-
-PIXEL_EVAL_SIDE = 256
-
-
-def _shrunk_shape(shape: tuple[int, int]) -> tuple[int, int]:
-    scale = PIXEL_EVAL_SIDE / max(shape)
-    if scale >= 1:
-        return shape
-    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
-
-
-def _shrink_mask(mask: np.ndarray) -> np.ndarray:
-    h, w = _shrunk_shape(mask.shape)
-    if (h, w) == mask.shape:
-        return mask
-    return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-
-
-def _fit_to(dense: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if dense.shape == shape:
-        return dense
-    interp = cv2.INTER_AREA if dense.shape[0] > shape[0] else cv2.INTER_LINEAR
-    return cv2.resize(dense, (shape[1], shape[0]), interpolation=interp)
-
-
-def _small_masks(items: Sequence[ImageItem], log: Log) -> list[np.ndarray]:
-    """Every judged image's mask at pixel-metric size (good images: empty). A mask file that cannot be read is
-    named, and the run goes on without pixel metrics (they would be biased without it)."""
-    masks = []
-    for it in items:
+    if not has_masks(items):
+        return out
+    if spool is None and result.maps and all(result.maps.values()):
+        spool = PixelMapSpool()
         try:
-            masks.append(_shrink_mask(decode_mask(it.mask_path)) if it.mask_path else
-                         np.zeros(_shrunk_shape(image_shape(it.path)), bool))
-        except ImageLoadError as exc:
-            log(f"skipped mask {exc.path}: {exc.reason} (no pixel metrics for this run)")
-            return []
-    return masks
-
-
-def has_masks(items: Sequence[ImageItem]) -> bool:
-    """Pixel metrics need a mask for every defect image (good ones: empty)."""
-    defects = [it for it in items if it.label == "defect"]
-    return bool(defects) and all(it.mask_path is not None for it in defects)
+            spool.add(result.maps, result.geometry, items)
+            out.update(pixel_metrics(spool, items, log))
+        finally:
+            spool.close()
+    elif spool is not None and spool.components:
+        out.update(pixel_metrics(spool, items, log))
+    return out
 
 
 def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,
@@ -261,17 +214,24 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
     detector, train = train_detector(sets, name, params, progress=progress, log=log, skips=skips)
     train_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
-    # Maps are kept only where pixel metrics need them.
-    chunked = score_in_chunks(detector, sets.judged, progress=progress, log=log, keep_maps=has_masks(sets.judged),
-                              skips=skips)
-    result, test = chunked.result, chunked.scored
-    score_seconds = time.perf_counter() - t1
+    # Maps are spooled at pixel-metric size where pixel metrics need them (pixel_eval.py), never kept.
+    spool = PixelMapSpool() if has_masks(sets.judged) else None
+    try:
+        chunked = score_in_chunks(
+            detector, sets.judged, progress=progress, log=log, keep_maps=False, skips=skips,
+            on_chunk=(lambda items, part: spool.add(part.maps, part.geometry, items)) if spool else None)
+        result, test = chunked.result, chunked.scored
+        score_seconds = time.perf_counter() - t1
+        measured = measure(result, test.items, log, spool)
+    finally:
+        if spool is not None:
+            spool.close()
     report = {
         "detector": detector.name,
         "params": detector.params,
         "data": str(sets.where),
         "sets_from": sets.origin,
-        **measure(result, test.items, log),
+        **measured,
         "default_component": result.default_component,
         "train_seconds": round(train_seconds, 2),
         "stopped_by": detector.fit_report.stopped_by if detector.fit_report else None,
@@ -310,6 +270,27 @@ class MapRangeSample:
         return shared_map_ranges({k: v for k, v in self._values.items() if v})
 
 
+STORED_MAP_SIDE = 256  # pixel maps are stored at most this long on their longer side (the viewer resizes anyway)
+
+
+def bounded_maps(maps: dict[str, list[np.ndarray]], geometry: Sequence[MapGeometry]) -> dict[str, list[np.ndarray]]:
+    """Maps as the store keeps them: pixel maps (patch = stride = 1) larger than STORED_MAP_SIDE are shrunk
+    (area average), so a run of full-resolution 5 MP maps stays small; patch-grid maps are small already. A
+    pixel map of any size is stretched over its image when shown (results.pixel_map), so nothing else changes."""
+    out: dict[str, list[np.ndarray]] = {}
+    for comp, grids in maps.items():
+        kept = []
+        for grid, geom in zip(grids, geometry, strict=False):
+            h, w = np.shape(grid)[:2]
+            if geom.patch == 1 and geom.stride == 1 and max(h, w) > STORED_MAP_SIDE:
+                scale = STORED_MAP_SIDE / max(h, w)
+                size = (max(1, round(w * scale)), max(1, round(h * scale)))
+                grid = cv2.resize(np.asarray(grid, np.float32), size, interpolation=cv2.INTER_AREA)
+            kept.append(grid)
+        out[comp] = kept
+    return out
+
+
 class RunWriter:
     """One growing run of the store, written chunk by chunk; the desktop's and the cluster's scoring both write
     through it. With `run_id` it resumes that run: `todo` leaves out what it has scored, and a sample of its maps
@@ -340,8 +321,9 @@ class RunWriter:
                 self.detector.name, self.detector.params,
                 {**self.detector.metadata, "map_layout": map_layout(part.geometry)},
                 part.default_component, list(part.components), list(part.maps))
-        self.store.append_to_run(self.run_id, [it.path for it in chunk_items], part.components, part.maps)
-        self.sample.add(part.maps)
+        maps = bounded_maps(part.maps, part.geometry)
+        self.store.append_to_run(self.run_id, [it.path for it in chunk_items], part.components, maps)
+        self.sample.add(maps)
         return self.run_id
 
     def finish(self) -> str:
@@ -427,13 +409,23 @@ def score_keeping_extras(store: Store, detector: Detector, items: Sequence[Image
                          n_train: int = 0) -> StoredRun:
     """score_into_store for the window: progress info names the run as soon as it exists, extras are kept."""
     extras: dict[int, dict[str, Any]] = {}
-    state: dict[str, str] = {}
+    state: dict[str, Any] = {}  # "run": its id once it exists; "chunks": chunks committed by this call
 
     def with_run(done: int, total: int, info: dict) -> None:
         progress(done, total, {**info, "stage": "scoring", **state})
 
-    run = score_into_store(store, detector, items, run_id=run_id, progress=with_run, should_stop=should_stop, log=log,
-                           on_chunk=lambda r, *_: state.setdefault("run", r), extras_out=extras)
+    last = [0, len(items)]  # the latest progress (done, total), repeated when a chunk is committed
+
+    def committed(run: str, *_: Any) -> None:
+        state["run"], state["chunks"] = run, state.get("chunks", 0) + 1
+        with_run(last[0], last[1], {})
+
+    def counting(done: int, total: int, info: dict) -> None:
+        last[:] = [done, total]
+        with_run(done, total, info)
+
+    run = score_into_store(store, detector, items, run_id=run_id, progress=counting, should_stop=should_stop, log=log,
+                           on_chunk=committed, extras_out=extras)
     return StoredRun(detector, run, extras, n_train)
 
 

@@ -1,5 +1,7 @@
 """The review window: gallery (left), viewer + labeling bar (centre), training and threshold panels
-(right). It wires widgets to core calls and the store service; it computes nothing itself."""
+(right). It is a view of a core.session.ReviewSession: the session owns the open project, the shown run and
+the label history and does every store write; the window turns user actions into session calls and the
+session's events (queued to the UI thread by session_bridge.py) into widget updates. It computes nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QRect, QSettings, Qt, Signal, Slot
+from PySide6.QtCore import QRect, QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -21,21 +23,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.data.folders import FolderError, ImageFolder, scan_folder
 from core.data.images import ImageLoadError, decode_image, decode_mask
-from core.detectors.results import MapGeometry, geometry_from_layout
-from core.label_history import LabelHistory, LabelState, LabelStep
-from core.project import role, sets_from_store
-from core.store import Store
+from core.detectors.results import MapGeometry
+from core.label_history import LabelHistory
+from core.session import ReviewSession, RunState
+from core.session.store_owner import OwnedStore
+from core.store import StoreError
 from core.threshold import ThresholdModel
 from inspector_gui.about import app_icon, show_about, window_title
 from inspector_gui.gallery import GalleryWidget
 from inspector_gui.label_bar import LabelBar
 from inspector_gui.morph_strip import STRIP_KEY, MorphStripPanel
 from inspector_gui.run_jobs import RunJobs
-from inspector_gui.run_view import RunView
+from inspector_gui.session_bridge import SessionBridge
 from inspector_gui.shortcuts import SHORTCUTS, help_html
-from inspector_gui.store_service import StoreService
 from inspector_gui.threshold_panel import ThresholdPanel
 from inspector_gui.training_panel import TrainingPanel
 from inspector_gui.viewer import ImageViewer
@@ -44,6 +45,8 @@ from inspector_gui.workers import Job
 
 # How long closing the window waits for a cancelled job to end (a training step, or a scoring batch).
 CLOSE_WAIT_MS = 30000
+# Scores arriving during a run are shown at most this often (each look reads only the newly landed rows).
+PROGRESSIVE_REFRESH_MS = 500
 
 
 def headless() -> bool:
@@ -59,31 +62,27 @@ def ask_user(parent: QWidget, title: str, question: str) -> bool:
 
 
 class MainWindow(QMainWindow):
-    # Requests to the store thread (queued connections: the service lives in another thread).
-    requestOpen = Signal(str, str)
-    requestLabel = Signal(int, str, str, str)
-    requestTraining = Signal(list, bool)
-    requestThreshold = Signal(str, float, float, str)
-
-    def __init__(self, settings: QSettings | None = None):
+    def __init__(self, settings: QSettings | None = None, session: ReviewSession | None = None):
         super().__init__()
         self.setWindowTitle(window_title())
         self.setWindowIcon(app_icon())
         self.settings = settings or QSettings("AnomalyInspector", "AnomalyInspector")
-        self.store: Store | None = None
-        self.folder: ImageFolder | None = None
-        self.run: RunView | None = None
+        self.session = session or ReviewSession()
         self.job: Job | None = None
-        self.jobs = RunJobs(self)  # the jobs that train and score (run_jobs.py)
-        self.history = LabelHistory()
+        self.jobs = RunJobs(self)  # runs the session's train / score jobs in workers (run_jobs.py)
         self.current_id: int | None = None
+        self._growing_run: str | None = None  # a run whose new chunks wait for the next progressive refresh
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(PROGRESSIVE_REFRESH_MS)
+        self._refresh_timer.timeout.connect(self._show_growing_run)
         self.after_open: list = []  # callbacks waiting for the store (opening is asynchronous)
         # Asked before closing with a job running: (title, question) -> yes. Tests replace it, so no modal
         # box can wait for an answer nobody gives.
         self.confirm: Callable[[str, str], bool] = lambda title, question: ask_user(self, title, question)
         self._build_widgets()
         self._build_actions()
-        self._connect_service()
+        self._connect_session()
         self._restore_geometry()
         self._restore_viewer_settings()
 
@@ -167,17 +166,28 @@ class MainWindow(QMainWindow):
         quit_action.triggered.connect(self.close)
         menu.addAction(quit_action)
 
-    def _connect_service(self) -> None:
-        self.service = StoreService()
-        self.requestOpen.connect(self.service.open_project)
-        self.requestLabel.connect(self.service.set_label)
-        self.requestTraining.connect(self.service.set_training)
-        self.requestThreshold.connect(self.service.set_threshold)
-        self.service.opened.connect(self._on_store_opened)
-        self.service.labelSaved.connect(self._on_label_saved)
-        self.service.trainingSaved.connect(self._on_training_saved)
-        self.service.thresholdSaved.connect(self._on_threshold_saved)
-        self.service.failed.connect(self._on_store_failed)
+    def _connect_session(self) -> None:
+        self.bridge = SessionBridge(self.session, self)
+        queued = Qt.ConnectionType.QueuedConnection  # events come from the store thread or a job thread
+        self.bridge.opened.connect(self._on_session_opened, queued)
+        self.bridge.labelsSaved.connect(self._on_labels_saved, queued)
+        self.bridge.trainingSaved.connect(self._on_training_saved, queued)
+        self.bridge.thresholdSaved.connect(self._on_threshold_saved, queued)
+        self.bridge.failed.connect(self._on_store_failed, queued)
+        self.bridge.runGrew.connect(self._on_run_grew, queued)
+
+    # The session's state, read by the panels and the tests (the window keeps none of its own).
+    @property
+    def store(self) -> OwnedStore | None:
+        return self.session.store
+
+    @property
+    def run(self) -> RunState | None:
+        return self.session.run
+
+    @property
+    def history(self) -> LabelHistory:
+        return self.session.history
 
     def _restore_geometry(self) -> None:
         """The saved size and layout, kept within the screen it lands on; on first start (nothing saved) a
@@ -226,67 +236,46 @@ class MainWindow(QMainWindow):
             self.open_path(folder)
 
     def open_path(self, path: str | Path) -> None:
-        """A folder of images (any layout) or a store file; the store is opened in the store thread."""
+        """A folder of images (any layout) or a store file; the session opens it on its store thread."""
         path = Path(path)
-        try:
-            if path.is_dir():
-                self.folder = scan_folder(path)
-                self.settings.setValue("paths/last_folder", str(path))
-                self.requestOpen.emit(str(path), self.folder.layout)
-            else:
-                self.requestOpen.emit(str(path), "")
-        except FolderError as exc:
-            self.error(str(exc))
-            return
+        if path.is_dir():
+            self.settings.setValue("paths/last_folder", str(path))
+        self.session.open(path)
         self.statusBar().showMessage(f"Opening {path} …")
 
     @Slot(object)
-    def _on_store_opened(self, store: Store, load_latest: bool = True) -> None:
-        self.store = store
-        if self.folder is None:
-            try:
-                self.folder = scan_folder(store.root)
-            except FolderError as exc:
-                self.error(str(exc))
-        images = store.images()
-        labels = store.labels()
-        self.gallery.model.set_items(
-            [str(store.absolute_path(im.id)) for im in images], [im.split for im in images],
-            [lb.label for lb in labels], [lb.defect_type for lb in labels])
-        self.label_bar.set_defect_types([lb.defect_type for lb in labels] + [im.source_defect for im in images])
+    def _on_session_opened(self, _session: Any = None) -> None:
+        """A project is open: fill the gallery, show its latest run (say so when it was interrupted)."""
+        store = self.store
+        if store is None:
+            return
+        self._fill_gallery()
         self.setWindowTitle(f"{window_title()} — {store.root}")
-        self.statusBar().showMessage(f"Opened {store.path} ({len(images)} images)")
-        latest = store.latest_run() if load_latest else None
-        if latest:
-            self._load_run_from_store(latest)
+        self.statusBar().showMessage(f"Opened {store.path} ({store.n_images} images)")
+        if self.run is not None:
+            self._show_scores()
+            rec = store.threshold(self.run.run_id)
+            if rec:
+                self.threshold_model.set_thresholds(rec.t1, rec.t2, rec.method)
             if not self.run.complete:
                 self.statusBar().showMessage(
-                    f"Opened {store.path}: run {latest} was interrupted after {store.run_info(latest).n_images} "
-                    f"images; File > Resume interrupted run (Ctrl+Shift+R) continues it.")
+                    f"Opened {store.path}: run {self.run.run_id} was interrupted after "
+                    f"{store.run_info(self.run.run_id).n_images} images; File > Resume interrupted run "
+                    "(Ctrl+Shift+R) continues it.")
         self._refresh_threshold_model()
-        if images:
+        if store.n_images:
             self._select_view_row(0)
         callbacks, self.after_open = self.after_open, []
         for callback in callbacks:
             callback()
 
-    def _load_run_from_store(self, run_id: str) -> None:
-        info = self.store.run_info(run_id)
-        ids = self.store.run_image_ids(run_id)
-        comps = {}
-        for name, values in self.store.run_scores(run_id).items():
-            full = np.full(self.store.n_images, np.nan)
-            full[ids] = values
-            comps[name] = full
-        ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in info.metadata.get("map_ranges", {}).items()}
-        live = self.run if self.run is not None and self.run.run_id == run_id else None
-        self.run = RunView(run_id, info.detector, info.default_component, comps, params=info.params, ranges=ranges,
-                           map_layout=info.metadata.get("map_layout") or {}, complete=info.complete,
-                           model=live.model if live else None, extras=live.extras if live else {})
-        self._show_scores()
-        rec = self.store.threshold(run_id)
-        if rec:
-            self.threshold_model.set_thresholds(rec.t1, rec.t2, rec.method)
+    def _fill_gallery(self) -> None:
+        store = self.store
+        images, labels = store.images(), store.labels()
+        self.gallery.model.set_items(
+            [str(store.absolute_path(im.id)) for im in images], [im.split for im in images],
+            [lb.label for lb in labels], [lb.defect_type for lb in labels])
+        self.label_bar.set_defect_types([lb.defect_type for lb in labels] + [im.source_defect for im in images])
 
     # ================================================================== training and scoring (run_jobs.py)
     def start_training(self, name: str, settings: dict) -> None:
@@ -305,18 +294,35 @@ class MainWindow(QMainWindow):
     def cancel_job(self) -> None:
         self.jobs.cancel_job()
 
-    def refresh_view_of_run(self, run_id: str) -> None:
-        """Show run `run_id` as the store has it now (the gallery rebuilt first if images were added)."""
+    def refresh_view_of_run(self, run_id: str, **adopt: Any) -> None:
+        """Show run `run_id` as the store has it now: only the rows that landed since the last look are read
+        (the gallery is rebuilt first when images were added to the project meanwhile)."""
+        if self.store is None:
+            return
         if self.gallery.model.rowCount() != self.store.n_images:
-            self.run = None  # the shown run has fewer rows than the project now; the new one replaces it
-            self._on_store_opened(self.store, load_latest=False)
-        self._load_run_from_store(run_id)
+            self._fill_gallery()
+        run, _new = self.session.follow_run(run_id, **adopt)
+        self._show_scores()
+        rec = self.store.threshold(run_id)
+        if rec:
+            self.threshold_model.set_thresholds(rec.t1, rec.t2, rec.method)
         self._refresh_threshold_model()
+
+    @Slot(str)
+    def _on_run_grew(self, run_id: str) -> None:
+        """A chunk landed: show it at the next refresh (at most every PROGRESSIVE_REFRESH_MS)."""
+        self._growing_run = run_id
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
+
+    def _show_growing_run(self) -> None:
+        run_id, self._growing_run = self._growing_run, None
+        if run_id is not None:
+            self.refresh_view_of_run(run_id)
 
     def _show_scores(self) -> None:
         run = self.run
-        scores = run.components[run.default_component]
-        self.gallery.model.set_scores(scores)
+        self.gallery.model.set_scores(run.scores)
         self.viewer.set_components(list(run.components), run.default_component)
 
     # ================================================================== viewing
@@ -354,23 +360,14 @@ class MainWindow(QMainWindow):
         self.label_bar.show_label(lab.label, lab.defect_type, lab.note)
 
     def _maps_for(self, image_id: int, shape: tuple[int, int]) -> tuple[dict | None, MapGeometry | None]:
-        run = self.run
-        if run is None:
-            return None, None
-        if run.run_id is None:
-            return None, None
         try:
-            maps = self.store.maps(run.run_id, image_id)
-        except Exception as exc:  # a run that did not score this image, or a damaged map
+            return self.session.maps_for(image_id, shape)
+        except (StoreError, OSError, ValueError) as exc:  # a run that did not score this image, or a damaged map
             self.statusBar().showMessage(str(exc))
             return None, None
-        return maps, geometry_from_layout(run.map_layout, run.params, tuple(shape))
 
     def _strips_for(self, image_id: int) -> list | None:
-        run = self.run
-        if run is None:
-            return None
-        return run.extras.get(image_id, {}).get(STRIP_KEY)
+        return self.session.extras_for(image_id, STRIP_KEY)
 
     def step_image(self, delta: int) -> None:
         """Next / previous image in the gallery's current order and filter."""
@@ -399,13 +396,8 @@ class MainWindow(QMainWindow):
         if self.store is None or self.current_id is None:
             self.statusBar().showMessage("Select an image to label.")
             return
-        before = self.store.label(self.current_id)
         defect_type = self.label_bar.defect_type.currentText().strip() if label in ("defect", "suspicious") else ""
-        note = self.label_bar.note.text()
-        step = LabelStep(self.current_id, LabelState(before.label, before.defect_type, before.note),
-                         LabelState(label, defect_type, note))
-        self.history.record(step)
-        self._send_label(self.current_id, step.after)
+        self.session.label(self.current_id, label, defect_type, self.label_bar.note.text())
         if self.label_bar.auto_advance.isChecked():
             self.step_image(+1)
 
@@ -425,69 +417,57 @@ class MainWindow(QMainWindow):
         if not ids:
             self.statusBar().showMessage("Select images in the gallery first.")
             return
-        self.requestTraining.emit(ids, use)
+        self.session.mark_for_training(ids, use)
 
-    @Slot(list, bool)
-    def _on_training_saved(self, image_ids: list, use: bool) -> None:
+    @Slot(list, bool, int)
+    def _on_training_saved(self, image_ids: list, use: bool, n_train: int) -> None:
         paths = [str(self.store.absolute_path(i)) for i in image_ids]
         self.gallery.model.set_split(paths, "train" if use else "test")
         self._refresh_threshold_model()
-        n_train = len(sets_from_store(self.store).train)
         what = "now used for training" if use else "no longer used for training (judged)"
         self.statusBar().showMessage(f"{len(image_ids)} image{'s' if len(image_ids) != 1 else ''} {what}; "
                                      f"the training set has {n_train} images.")
 
-    def _send_label(self, image_id: int, state: LabelState) -> None:
-        self.requestLabel.emit(image_id, state.label, state.defect_type, state.note)
-
     @Slot()
     def undo(self) -> None:
-        step = self.history.undo()
-        if step:
-            self._send_label(*step)
+        if self.store is not None and self.session.undo():
             self.statusBar().showMessage("Undo …")
 
     @Slot()
     def redo(self) -> None:
-        step = self.history.redo()
-        if step:
-            self._send_label(*step)
+        if self.store is not None:
+            self.session.redo()
 
-    @Slot(int, str, str, str)
-    def _on_label_saved(self, image_id: int, label: str, defect_type: str, note: str) -> None:
-        row = self.gallery.model.row_of(str(self.store.absolute_path(image_id)))
-        self.gallery.model.set_label(row, label, defect_type)
-        # The threshold panel counts judged images only: a good image used for training stays out of it.
-        if self.run is not None:  # before the first run the panel holds no images
-            judged = role(label, self.store.image(image_id).split) == "judged"
-            self.threshold_model.set_label(image_id, label if judged else "unlabeled")
-        name = Path(self.store.image(image_id).path).name
-        self.statusBar().showMessage(f"Saved: {name} → {label}" + (f" ({defect_type})" if defect_type else ""))
-        if image_id == self.current_id:
-            self.label_bar.show_label(label, defect_type, note)
+    @Slot(list)
+    def _on_labels_saved(self, records: list) -> None:
+        if self.store is None:
+            return
+        for rec in records:
+            row = self.gallery.model.row_of(str(self.store.absolute_path(rec.image_id)))
+            self.gallery.model.set_label(row, rec.label, rec.defect_type)
+            # The threshold panel counts judged images only: a good image used for training stays out of it.
+            if self.run is not None:  # before the first run the panel holds no images
+                self.threshold_model.set_label(rec.image_id, self.session.judged_label(rec.image_id, rec.label))
+            if rec.image_id == self.current_id:
+                self.label_bar.show_label(rec.label, rec.defect_type, rec.note)
+        if len(records) == 1:
+            rec = records[0]
+            name = Path(self.store.image(rec.image_id).path).name
+            self.statusBar().showMessage(f"Saved: {name} → {rec.label}" +
+                                         (f" ({rec.defect_type})" if rec.defect_type else ""))
 
     # ================================================================== thresholds
     def _refresh_threshold_model(self) -> None:
-        """Threshold panel data: the default component's scores and the review labels of the judged images
-        only (labeled, not used for training: the model has fit its training images, so counting them would
-        bias a threshold low), by image id. Training images are left out of the panel; other images count as
-        unlabeled there."""
-        if self.store is None or self.run is None:
-            return
-        sets = sets_from_store(self.store)
-        # Training images are left out altogether (not drawn as "unlabeled"): the model has fit them.
-        scores = np.array(self.run.components[self.run.default_component], dtype=np.float64)
-        scores[sets.train_ids] = np.nan
-        labels = np.array([lb.label for lb in self.store.labels()], dtype=object)
-        judged = np.full(len(labels), "unlabeled", dtype=object)
-        judged[sets.judged_ids] = labels[sets.judged_ids]
-        self.threshold_model.set_data(scores, judged)
+        """Threshold panel data from the session: judged images only (training images are left out
+        altogether, not drawn as "unlabeled": the model has fit them, so counting them biases a threshold low)."""
+        data = self.session.threshold_data()
+        if data is not None:
+            self.threshold_model.set_data(data.scores, data.labels)
 
     @Slot(float, float, str)
     def commit_threshold(self, t1: float, t2: float, method: str) -> None:
         self.gallery.model.set_review_band(t1, t2)
-        if self.run is not None and self.run.run_id is not None:
-            self.requestThreshold.emit(self.run.run_id, t1, t2, method)
+        self.session.set_threshold(t1, t2, method)
 
     @Slot(str, float, float, str)
     def _on_threshold_saved(self, run_id: str, t1: float, t2: float, method: str) -> None:
@@ -530,5 +510,6 @@ class MainWindow(QMainWindow):
         self.settings.setValue("viewer/normalization", self.viewer.normalization())
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
-        self.service.shutdown()
+        self._refresh_timer.stop()
+        self.session.shutdown()
         event.accept()

@@ -1,30 +1,30 @@
 """The window's jobs that make runs: train on the project's training set and score into the store, score a
-folder with a saved model, resume an interrupted run, cancel. Each runs in a worker (inspector_gui.workers.Job);
-chunks land in the store as they are scored and the window shows them as they arrive. The window (`win`) keeps
-the state the rest of it reads: the open store, the current run and the running job."""
+folder with a saved model, resume an interrupted run, cancel. The session (core.session) builds each job's
+work; this runs it in a worker (inspector_gui.workers.Job) and turns its outcome into panel updates. Chunks
+land in the store as they are scored and the session's `run_grew` events show them as they arrive."""
 
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtWidgets import QFileDialog
 
 from core.detectors.base import DetectorError
-from core.detectors.registry import detector_class
-from core.evaluate import StoredRun, score_keeping_extras, train_into_store
-from core.modelio import load_detector
-from core.project import TooFewTrainingImages, sets_from_store, store_items
-from inspector_gui.run_view import RunView
+from core.evaluate import StoredRun
+from core.project import TooFewTrainingImages
+from core.session.review import SessionError
 from inspector_gui.workers import Job
 
 
 class RunJobs:
     def __init__(self, win: Any) -> None:
-        self.win = win  # the MainWindow
-        self._last_partial_refresh = 0.0
+        self.win = win  # the MainWindow (its session, panels and status bar)
+
+    @property
+    def session(self) -> Any:
+        return self.win.session
 
     def start_training(self, name: str, settings: dict) -> None:
         """Train on the project's training set (good images marked for training), then score every image.
@@ -32,19 +32,11 @@ class RunJobs:
         if self.win.store is None:
             self.win.error("Open an image folder first.")
             return
-        sets, items = sets_from_store(self.win.store), store_items(self.win.store)
         try:
-            sets.require_training(detector_class(name).min_train_images, name)
-        except TooFewTrainingImages as exc:
+            work = self.session.training_job(name, settings)
+        except (TooFewTrainingImages, DetectorError, SessionError) as exc:
             self.win.error(str(exc))
             return
-
-        store = self.win.store
-
-        def work(progress, should_stop):
-            return train_into_store(store, sets, name, settings, items, progress=progress, should_stop=should_stop,
-                                    log=lambda m: None)
-
         self._run_job(f"train {name}", work)
 
     def score_with(self, detector: Any) -> None:
@@ -53,7 +45,7 @@ class RunJobs:
         if self.win.store is None:
             self.win.after_open.append(lambda: self.score_with(detector))
             return
-        self._score_into_project(detector)
+        self._run_job(f"score {detector.name}", self.session.scoring_job(detector))
 
     def choose_model_and_folder(self) -> None:
         """File > Score folder with model: a saved model, then a folder inside the project (a new day's frames)."""
@@ -74,65 +66,40 @@ class RunJobs:
     def score_folder(self, model_path: str | Path, folder: str | Path | None = None,
                      resume: str | None = None) -> None:
         """Score a folder (default: the whole project) with a saved model into a new run of the project, a
-        chunk at a time: scores appear in the gallery and the threshold panel as chunks land, a cancel keeps
-        what was scored, and `resume` (a run id) continues an interrupted run. New images are added first."""
+        chunk at a time: a cancel keeps what was scored, and `resume` (a run id) continues an interrupted run.
+        New images are added first."""
         if self.win.store is None:
             self.win.error("Open a project first.")
             return
         try:
-            detector = load_detector(model_path)
-        except (DetectorError, OSError, ValueError) as exc:
-            self.win.error(f"{model_path}: {exc}")
+            work = self.session.model_scoring_job(model_path, folder, resume)
+        except SessionError as exc:
+            self.win.error(str(exc))
             return
-        self._score_into_project(detector, Path(folder).resolve() if folder else None, resume)
-
-    def _score_into_project(self, detector: Any, root: Path | None = None, resume: str | None = None) -> None:
-        store = self.win.store
-
-        def work(progress, should_stop):
-            if root is not None and root != store.root.resolve():
-                store.add_folder(root)
-            items = [it for it in store_items(store)
-                     if root is None or Path(it.path).resolve().is_relative_to(root)]
-            return score_keeping_extras(store, detector, items, run_id=resume, progress=progress,
-                                        should_stop=should_stop, log=lambda m: None)
-
-        self._run_job(f"score {detector.name}", work)
+        self._run_job(f"score {Path(model_path).name}", work)
 
     def resume_interrupted_run(self) -> None:
         """File > Resume interrupted run: the newest incomplete run, with the model saved when it was trained."""
         if self.win.store is None:
             self.win.error("Open a project first.")
             return
-        incomplete = [r for r in self.win.store.list_runs() if not r.complete]
-        if not incomplete:
+        if self.session.interrupted_run() is None:
             self.win.statusBar().showMessage("No interrupted run in this project.")
             return
-        run = incomplete[-1]
-        model = run.metadata.get("model_file")
-        if not model or not (self.win.store.path.parent / model).is_file():
-            self.win.error(f"{run.run_id} cannot be resumed: its model file ({model or 'not recorded'}) is missing. "
-                        "Use File > Score folder with model.")
+        try:
+            work, run = self.session.resume_job()
+        except SessionError as exc:
+            self.win.error(str(exc))
             return
-        self.score_folder(self.win.store.path.parent / model, resume=run.run_id)
+        self._run_job(f"resume {run.run_id}", work)
 
-    def _on_scoring_progress(self, done: int, total: int, info: dict) -> None:
-        """Scores that have landed in the store show at once (at most twice a second: a reload reads them all)."""
-        run_id = info.get("run")
-        now = time.monotonic()
-        if run_id and self.win.store is not None and now - self._last_partial_refresh > 0.5:
-            self._last_partial_refresh = now
-            self.win.refresh_view_of_run(run_id)
-
-    def _run_job(self, name: str, work: Any, on_done: Any = None) -> None:
+    def _run_job(self, name: str, work: Any) -> None:
         if self.win.job is not None and self.win.job.running:
             self.win.error("A job is already running.")
             return
         self.win.job = Job(name, work, self.win)
         self.win.job.progress.connect(self.win.training.job_progress)
-        self._last_partial_refresh = 0.0
-        self.win.job.progress.connect(self._on_scoring_progress)
-        self.win.job.finished.connect(on_done or self._on_trained)
+        self.win.job.finished.connect(self._on_done)
         self.win.job.failed.connect(self._on_job_failed)
         self.win.job.cancelled.connect(self._on_job_cancelled)
         self.win.training.job_started()
@@ -144,34 +111,37 @@ class RunJobs:
             self.win.job.cancel()
             self.win.statusBar().showMessage("Cancelling …")
 
-    def _on_trained(self, done: StoredRun) -> None:
+    def _on_done(self, done: StoredRun) -> None:
         """A training or scoring job ended: its run is complete in the store; show it with the live model."""
-        self.win.run = RunView(done.run_id, done.detector.name, "", {}, model=done.detector, extras=done.extras)
-        self.win.refresh_view_of_run(done.run_id)
-        info = self.win.store.run_info(done.run_id)
+        win = self.win
+        win.refresh_view_of_run(done.run_id, model=done.detector, extras=done.extras)
+        info = win.store.run_info(done.run_id)
         rep = done.detector.fit_report if done.n_train else None
-        self.win.training.job_ended(
+        win.training.job_ended(
             f"Trained {info.detector} in {rep.seconds:.1f} s ({rep.epochs} epochs, stopped by {rep.stopped_by}); "
             f"scored {info.n_images} images ({done.run_id})." if rep else
             f"Scored {info.n_images} images with {info.detector} into the project ({done.run_id}).")
-        self.win.statusBar().showMessage(f"Scores saved to the project ({done.run_id}).")
-        t1, t2 = self.win.threshold_model.t1, self.win.threshold_model.t2
+        win.statusBar().showMessage(f"Scores saved to the project ({done.run_id}).")
+        t1, t2 = win.threshold_model.t1, win.threshold_model.t2
         if math.isfinite(t1) and math.isfinite(t2):  # the threshold the panel chose goes with the run
-            self.win.requestThreshold.emit(done.run_id, t1, t2, self.win.threshold_model.method)
-        self.win.tabs.setCurrentWidget(self.win.threshold)
-        if self.win.current_id is not None:
-            self.win.show_image_id(self.win.current_id)
+            self.session.set_threshold(t1, t2, win.threshold_model.method, done.run_id)
+        win.tabs.setCurrentWidget(win.threshold)
+        if win.current_id is not None:
+            win.show_image_id(win.current_id)
 
     def _on_job_failed(self, message: str, tb: str) -> None:
         self.win.training.job_ended(f"Failed: {message}")
         self.win.error(message)
 
     def _on_job_cancelled(self) -> None:
-        latest = self.win.store.list_runs()[-1] if self.win.store is not None and self.win.store.list_runs() else None
+        store = self.win.store
+        runs = store.list_runs() if store is not None else []
+        latest = runs[-1] if runs else None
         if latest is not None and not latest.complete:  # what was scored is kept; show it
             self.win.refresh_view_of_run(latest.run_id)
             self.win.training.job_ended(f"Cancelled; {latest.n_images} scored images are kept ({latest.run_id}); "
-                                    "File > Resume interrupted run continues it.")
+                                        "File > Resume interrupted run continues it.")
         else:
             self.win.training.job_ended("Cancelled.")
         self.win.statusBar().showMessage("Cancelled.")
+

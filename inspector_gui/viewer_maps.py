@@ -79,6 +79,8 @@ def patch_cell(x: float, y: float, grid_shape: tuple[int, int], geometry: MapGeo
     last (h - patch) % stride pixels) belong to the last row / column.
     """
     in_h, in_w = geometry.input_shape
+    if geometry.patch == 1 and geometry.stride == 1:  # a pixel map, maybe stored smaller (evaluate.bounded_maps)
+        in_h, in_w = grid_shape
     orig_h, orig_w = geometry.original_shape
     px = x * in_w / orig_w
     py = y * in_h / orig_h

@@ -152,9 +152,9 @@ def test_a_cancelled_run_keeps_its_scores_and_resumes_from_the_window(qtbot, fla
 
     # The engineer presses Cancel once the first chunk is stored: done from the worker thread (where the job
     # reads its stop flag), because the window would see that progress only after the fast second chunk.
-    import inspector_gui.run_jobs as run_jobs
+    import core.session.review as review
 
-    real = run_jobs.train_into_store
+    real = review.train_into_store
 
     def cancelled_after_one_chunk(store, sets, name, params, items, *, progress, should_stop, log):
         stored = {"run": False}
@@ -167,7 +167,7 @@ def test_a_cancelled_run_keeps_its_scores_and_resumes_from_the_window(qtbot, fla
         return real(store, sets, name, params, items, progress=watch, log=log,
                     should_stop=lambda: should_stop() or stored["run"])
 
-    monkeypatch.setattr(run_jobs, "train_into_store", cancelled_after_one_chunk)
+    monkeypatch.setattr(review, "train_into_store", cancelled_after_one_chunk)
     win.training.set_settings("gmm", {"image_size": 32})
     win.training.train_button.click()
     qtbot.waitUntil(lambda: win.job is not None and not win.job.running, timeout=120000)

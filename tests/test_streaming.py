@@ -197,3 +197,61 @@ def test_score_verb_into_the_project_and_resume(tmp_path, capsys):
         assert [r.n_images for r in runs] == [8, 3] and all(r.complete for r in runs)
     assert main(["score", str(new_day), "--model", str(model), "--store", str(store_path),
                  "--resume", "latest"]) == 0  # nothing incomplete: a fresh run
+
+
+# ---------------------------------------------------------------- pixel metrics of long runs
+def test_spooled_pixel_metrics_match_the_exact_ones_and_hold_no_maps(tmp_path):
+    """evaluate spools maps at mask size to disk while scoring (core.pixel_eval): the figures agree with the exact
+    pixel AUROC / PRO over in-memory maps, and the spool keeps nothing per image in memory but a value sample."""
+    from core.detectors.results import MapGeometry, pixel_map
+    from core.metrics import pixel_auroc, pro_score
+    from core.pixel_eval import PixelMapSpool, pixel_metrics
+    from tests.conftest import write_png
+
+    rng = np.random.default_rng(5)
+    items, maps, geoms, masks = [], [], [], []
+    for k in range(40):
+        path = write_png(tmp_path / f"f{k}.png", np.zeros((96, 128), np.uint8))
+        mask = np.zeros((96, 128), bool)
+        mask_path = None
+        if k % 3 == 0:
+            y, x = rng.integers(10, 60), rng.integers(10, 90)
+            mask[y:y + 16, x:x + 20] = True
+            mask_path = write_png(tmp_path / f"f{k}_mask.png", mask.astype(np.uint8) * 255)
+        grid = rng.random((12, 16)).astype(np.float32)
+        geom = MapGeometry((96, 128), (96, 128), 8, 8)
+        grid[np.unique(np.nonzero(mask)[0] // 8)[:, None], np.unique(np.nonzero(mask)[1] // 8)] += 0.7
+        items.append(ImageItem(str(path), "test", "defect" if mask_path else "good",
+                               mask_path=str(mask_path) if mask_path else None))
+        maps.append(grid)
+        geoms.append(geom)
+        masks.append(mask)
+    spool = PixelMapSpool()
+    for start in range(0, 40, 16):  # three chunks, as evaluate adds them
+        spool.add({"score": maps[start:start + 16]}, geoms[start:start + 16], items[start:start + 16])
+    got = pixel_metrics(spool, items, log=lambda m: None)
+    spool.close()
+    dense = [pixel_map(m, g) for m, g in zip(maps, geoms, strict=True)]
+    assert abs(got["pixel_auroc"]["score"] - pixel_auroc(masks, dense)) < 2e-3
+    assert abs(got["pixel_pro"]["score"] - pro_score(masks, dense)) < 5e-3
+    assert got["pixel_auroc"]["score"] > 0.8  # the hot patches are where the masks are
+
+
+def test_large_pixel_maps_are_stored_bounded_and_still_cover_their_image():
+    from core.detectors.results import MapGeometry, pixel_map
+    from core.evaluate import STORED_MAP_SIDE, bounded_maps
+    from inspector_gui.viewer_maps import patch_cell
+
+    full = np.zeros((1024, 1280), np.float32)
+    full[500:540, 900:960] = 1.0  # a hot region at native resolution
+    pixel = MapGeometry((1024, 1280), (1024, 1280), 1, 1)
+    grid = MapGeometry((224, 224), (1024, 1280), 8, 8)
+    small = np.ones((28, 28), np.float32)
+    out = bounded_maps({"m": [full, small]}, [pixel, grid])
+    stored, untouched = out["m"]
+    assert max(stored.shape) == STORED_MAP_SIDE and stored.shape == (205, 256)  # aspect kept
+    assert untouched is small  # patch grids are small already
+    shown = pixel_map(stored, pixel)  # stretched back over the image when shown
+    assert shown.shape == (1024, 1280) and shown[520, 930] > 0.5 and shown[100, 100] == 0
+    i, j = patch_cell(930, 520, stored.shape, pixel)  # hovering the hot pixel reads the hot stored cell
+    assert stored[i, j] > 0.5

@@ -242,6 +242,14 @@ class Runs:
         n = self._n_scored(g)
         return {comp: g["scores"][comp][:n] for comp in g["scores"]}
 
+    def run_rows_since(self, run_id: str, start: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The rows a growing run committed at or after row `start`: their image ids and every component's
+        scores. A window following a run reads only what landed since it last looked."""
+        g = self.group(run_id)
+        n = self._n_scored(g)
+        start = min(max(0, int(start)), n)
+        return g["image_ids"][start:n], {comp: g["scores"][comp][start:n] for comp in g["scores"]}
+
     def scores(self, run_id: str, component: str | None = None) -> np.ndarray:
         """One component (default: the run's default) aligned to image ids: index = image id, NaN for
         images the run did not score."""

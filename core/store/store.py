@@ -341,6 +341,11 @@ class Store:
         return self._runs.run_scores(run_id)
 
     @locked
+    def run_rows_since(self, run_id: str, start: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Image ids and scores of the rows a growing run committed at or after row `start`."""
+        return self._runs.run_rows_since(run_id, start)
+
+    @locked
     def scores(self, run_id: str, component: str | None = None) -> np.ndarray:
         """One component (default: the run's default) aligned to image ids: index = image id, NaN for
         images the run did not score."""
