@@ -205,9 +205,11 @@ def measure(result: ScoreResult, items: Sequence[ImageItem], log: Log = print,
 
 
 def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,
-             log: Log = print) -> tuple[dict[str, Any], Detector, ScoreResult, LoadedImages]:
+             log: Log = print, keep_maps: bool = False) -> tuple[dict[str, Any], Detector, ScoreResult, LoadedImages]:
     """Train on DATA's training set, score its judged set (labeled images not used for training), return the
-    JSON report. DATA is a folder (its project store decides if it has one, else its layout) or a store."""
+    JSON report. DATA is a folder (its project store decides if it has one, else its layout) or a store.
+    The returned result holds scores only, unless `keep_maps` (small sets: tests, screenshots): memory then
+    grows with the number of images."""
     sets = image_sets(data)
     skips = SkipReport(log)
     t0 = time.perf_counter()
@@ -218,7 +220,7 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
     spool = PixelMapSpool() if has_masks(sets.judged) else None
     try:
         chunked = score_in_chunks(
-            detector, sets.judged, progress=progress, log=log, keep_maps=False, skips=skips,
+            detector, sets.judged, progress=progress, log=log, keep_maps=keep_maps, skips=skips,
             on_chunk=(lambda items, part: spool.add(part.maps, part.geometry, items)) if spool else None)
         result, test = chunked.result, chunked.scored
         score_seconds = time.perf_counter() - t1

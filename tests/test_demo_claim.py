@@ -18,7 +18,7 @@ from core.evaluate import evaluate
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     root = generate(tmp_path_factory.mktemp("demo"), DemoSpec())
-    report, detector, result, test = evaluate(root, "vae", DEMO_SETTINGS, log=lambda m: None)
+    report, detector, result, test = evaluate(root, "vae", DEMO_SETTINGS, log=lambda m: None, keep_maps=True)
     return report, detector, result, test
 
 
