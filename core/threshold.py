@@ -137,6 +137,7 @@ class ThresholdStats:
     flagged: Confusion
     auto_fail: Confusion
     n_unscored: int
+    n_left_out: int = 0  # unscored on purpose: images the model was trained on (see set_data)
 
     @property
     def tpr(self) -> float:
@@ -170,6 +171,7 @@ class ThresholdModel:
                  n_bins: int | None = None) -> None:
         self.events = EventEmitter()
         self._fixed_bins = n_bins
+        self._left_out = 0
         self._t1 = float(t1)
         self._t2 = float(t1 if t2 is None else t2)
         self._method = method
@@ -208,9 +210,12 @@ class ThresholdModel:
         self._roc_valid = False
         self._stats_cache: ThresholdStats | None = None
 
-    def set_data(self, scores: Sequence[float] | np.ndarray, labels: Sequence | np.ndarray) -> None:
+    def set_data(self, scores: Sequence[float] | np.ndarray, labels: Sequence | np.ndarray,
+                 left_out: int = 0) -> None:
         """Replace scores and labels (a new run, a new project). Thresholds stay if they are set, so a
-        threshold loaded from the store before the scores arrive survives."""
+        threshold loaded from the store before the scores arrive survives. `left_out`: how many of the NaN
+        scores are left out on purpose (training images), so they are not reported as waiting to be scored."""
+        self._left_out = int(left_out)
         self._load(scores, labels)
         self.events.emit(ModelEvent("data", self))
         self._ensure_thresholds()
@@ -382,7 +387,9 @@ class ThresholdModel:
                             tn=good["pass"], fn=defect["pass"])
         auto = Confusion(tp=defect["fail"], fp=good["fail"], tn=good["pass"] + good["review"],
                          fn=defect["pass"] + defect["review"])
-        return ThresholdStats(float(t1), float(t2), counts, flagged, auto, int((~self._scored).sum()))
+        left_out = min(self._left_out, int((~self._scored).sum()))
+        return ThresholdStats(float(t1), float(t2), counts, flagged, auto, int((~self._scored).sum()) - left_out,
+                              left_out)
 
     def histogram(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Bin edges (n_bins + 1) and counts per label over them; arrays are copies."""

@@ -462,7 +462,7 @@ class MainWindow(QMainWindow):
         altogether, not drawn as "unlabeled": the model has fit them, so counting them biases a threshold low)."""
         data = self.session.threshold_data()
         if data is not None:
-            self.threshold_model.set_data(data.scores, data.labels)
+            self.threshold_model.set_data(data.scores, data.labels, left_out=data.n_train)
 
     @Slot(float, float, str)
     def commit_threshold(self, t1: float, t2: float, method: str) -> None:

@@ -404,4 +404,6 @@ class ThresholdPanel(QWidget):
         auto = f"auto-fail only: TPR {st.auto_fail.tpr:.3f}  FPR {st.auto_fail.fpr:.3f}" if self.model.review_band \
             else "review counts as flagged"
         unscored = f"; {st.n_unscored} unscored" if st.n_unscored else ""
+        if st.n_left_out:
+            unscored += f"; {st.n_left_out} training images left out"
         self.auto_label.setText(f"to review: {review}{share}; {auto}{unscored}")

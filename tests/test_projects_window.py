@@ -94,6 +94,8 @@ def test_flat_folder_label_mark_train_and_threshold_on_judged_images(qtbot, flat
     assert len(model.group_scores("good")) == 4 and len(model.group_scores("defect")) == 6
     assert len(model.group_scores("unlabeled")) == 0  # the 12 training frames are not drawn at all
     before = model.stats()
+    assert (before.n_left_out, before.n_unscored) == (12, 0)  # left out on purpose, not "waiting for scores"
+    assert "12 training images left out" in win.threshold.auto_label.text()
     lo, hi = model.score_range()
     model.set_thresholds(lo + 0.9 * (hi - lo))
     after = model.stats()
