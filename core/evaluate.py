@@ -18,6 +18,7 @@ from core import metrics
 from core.data.folders import ImageItem
 from core.data.image_source import ImageSource, image_shape
 from core.data.images import Skipped, load_images
+from core.data.photometric import DriftWarning
 from core.detectors.base import Detector, ProgressFn, StopFn, never_stop, no_progress
 from core.detectors.errors import Cancelled
 from core.detectors.registry import create, detector_class
@@ -247,6 +248,8 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
         "left_out": {"suspicious": sets.n_suspicious, "unlabeled": sets.n_unlabeled},
         "skipped_files": skips.lines(),
     }
+    drift = detector.drift_warning(result)
+    report["drift_warning"] = drift.to_json() if drift else None
     return report, detector, result, test
 
 
@@ -303,6 +306,8 @@ class RunWriter:
         self.store, self.detector, self.run_id = store, detector, run_id
         self.sample = MapRangeSample()
         self.done: set[int] = set()
+        self.levels: list[np.ndarray] = []  # each scored chunk's lighting, for the drift warning
+        self.drift: DriftWarning | None = None  # the first warning of this run (said once), then the final
         if run_id is not None:
             info = store.run_info(run_id)
             if info.complete:
@@ -326,11 +331,21 @@ class RunWriter:
         maps = bounded_maps(part.maps, part.geometry)
         self.store.append_to_run(self.run_id, [it.path for it in chunk_items], part.components, maps)
         self.sample.add(maps)
+        if part.levels is not None:
+            self.levels.append(part.levels)
         return self.run_id
+
+    def drift_so_far(self) -> DriftWarning | None:
+        """The lighting warning over the chunks written so far (None: in range, or nothing to compare)."""
+        if not self.levels:
+            return None
+        return self.detector.drift_warning(ScoreResult("x", {"x": np.zeros(0)}, levels=np.concatenate(self.levels)))
 
     def finish(self) -> str:
         meta = self.store.run_info(self.run_id).metadata
-        self.store.finish_run(self.run_id, {**meta, "map_ranges": self.sample.ranges()})
+        final = self.drift_so_far()
+        extra = {"drift_warning": final.to_json()} if final else {}
+        self.store.finish_run(self.run_id, {**meta, "map_ranges": self.sample.ranges(), **extra})
         return self.run_id
 
 
@@ -338,7 +353,8 @@ def score_into_store(store: Store, detector: Detector, items: Sequence[ImageItem
                      progress: ProgressFn = no_progress, should_stop: StopFn = never_stop, log: Log = print,
                      chunk: int = SCORE_CHUNK,
                      on_chunk: Callable[[str, list[ImageItem], ScoreResult], None] | None = None,
-                     extras_out: dict[int, dict[str, Any]] | None = None) -> str:
+                     extras_out: dict[int, dict[str, Any]] | None = None,
+                     on_drift: Callable[[DriftWarning], None] | None = None) -> str:
     """Score `items` (images of the store) into a run that grows chunk by chunk: each chunk is on disk as soon
     as it is scored, so a window shows it at once and a cancel or crash keeps it. With `run_id`, resume that
     run: only the images it has not scored yet are scored. Returns the run id; Cancelled leaves the run
@@ -348,6 +364,12 @@ def score_into_store(store: Store, detector: Detector, items: Sequence[ImageItem
 
     def write(chunk_items: list[ImageItem], part: ScoreResult) -> None:
         run = writer.write(chunk_items, part)
+        if writer.drift is None:  # said once per run, as soon as the scored images show it
+            writer.drift = writer.drift_so_far()
+            if writer.drift is not None:
+                log(f"warning: {writer.drift.message}")
+                if on_drift is not None:
+                    on_drift(writer.drift)
         if extras_out is not None and part.extras:
             for k, it in enumerate(chunk_items):
                 extras_out[store.image_id(it.path)] = {name: values[k] for name, values in part.extras.items()}
@@ -411,7 +433,8 @@ def score_keeping_extras(store: Store, detector: Detector, items: Sequence[Image
                          n_train: int = 0) -> StoredRun:
     """score_into_store for the window: progress info names the run as soon as it exists, extras are kept."""
     extras: dict[int, dict[str, Any]] = {}
-    state: dict[str, Any] = {}  # "run": its id once it exists; "chunks": chunks committed by this call
+    # "run": its id once it exists; "chunks": chunks committed by this call; "drift": the lighting warning
+    state: dict[str, Any] = {}
 
     def with_run(done: int, total: int, info: dict) -> None:
         progress(done, total, {**info, "stage": "scoring", **state})
@@ -426,8 +449,12 @@ def score_keeping_extras(store: Store, detector: Detector, items: Sequence[Image
         last[:] = [done, total]
         with_run(done, total, info)
 
+    def drifted(warning: DriftWarning) -> None:
+        state["drift"] = warning.message
+        with_run(last[0], last[1], {})
+
     run = score_into_store(store, detector, items, run_id=run_id, progress=counting, should_stop=should_stop, log=log,
-                           on_chunk=committed, extras_out=extras)
+                           on_chunk=committed, extras_out=extras, on_drift=drifted)
     return StoredRun(detector, run, extras, n_train)
 
 

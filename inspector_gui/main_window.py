@@ -72,6 +72,7 @@ class MainWindow(QMainWindow):
         self.jobs = RunJobs(self)  # runs the session's train / score jobs in workers (run_jobs.py)
         self.current_id: int | None = None
         self._growing_run: str | None = None  # a run whose new chunks wait for the next progressive refresh
+        self._drift_run: str | None = None  # the run whose lighting warning the training panel shows
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(PROGRESSIVE_REFRESH_MS)
@@ -175,6 +176,7 @@ class MainWindow(QMainWindow):
         self.bridge.thresholdSaved.connect(self._on_threshold_saved, queued)
         self.bridge.failed.connect(self._on_store_failed, queued)
         self.bridge.runGrew.connect(self._on_run_grew, queued)
+        self.bridge.driftWarning.connect(self._on_drift_warning, queued)
 
     # The session's state, read by the panels and the tests (the window keeps none of its own).
     @property
@@ -302,6 +304,10 @@ class MainWindow(QMainWindow):
         if self.gallery.model.rowCount() != self.store.n_images:
             self._fill_gallery()
         run, _new = self.session.follow_run(run_id, **adopt)
+        if run_id != self._drift_run:  # another run shown: its own lighting warning, kept with it in the store
+            self._drift_run = run_id
+            saved = self.store.run_info(run_id).metadata.get("drift_warning")
+            self.training.show_drift(saved["message"] if saved else None)
         self._show_scores()
         rec = self.store.threshold(run_id)
         if rec:
@@ -314,6 +320,12 @@ class MainWindow(QMainWindow):
         self._growing_run = run_id
         if not self._refresh_timer.isActive():
             self._refresh_timer.start()
+
+    @Slot(str, str)
+    def _on_drift_warning(self, run_id: str, message: str) -> None:
+        self._drift_run = run_id
+        self.training.show_drift(message)
+        self.statusBar().showMessage(message.split(". ")[0] + ".")
 
     def _show_growing_run(self) -> None:
         run_id, self._growing_run = self._growing_run, None

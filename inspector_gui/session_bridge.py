@@ -15,6 +15,7 @@ class SessionBridge(QObject):
     trainingSaved = Signal(list, bool, int)  # image ids, used for training now, training set size
     thresholdSaved = Signal(str, float, float, str)
     runGrew = Signal(str)  # a chunk of this run is in the store
+    driftWarning = Signal(str, str)  # run id, the plain message (once per run)
 
     def __init__(self, session: ReviewSession, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -26,3 +27,4 @@ class SessionBridge(QObject):
         events.connect("training_saved", self.trainingSaved.emit)
         events.connect("threshold_saved", self.thresholdSaved.emit)
         events.connect("run_grew", self.runGrew.emit)
+        events.connect("drift_warning", self.driftWarning.emit)

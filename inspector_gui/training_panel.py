@@ -105,6 +105,11 @@ class TrainingPanel(QWidget):
         self.progress.setRange(0, 1000)
         self.status = QLabel("Not trained yet.")
         self.status.setWordWrap(True)
+        # The lighting-drift warning of the shown run (core's figures, said once per run); hidden when none.
+        self.drift = QLabel()
+        self.drift.setWordWrap(True)
+        self.drift.setStyleSheet("QLabel { color: #8a4b00; background: #fff3cd; padding: 4px; }")
+        self.drift.hide()
         self.loss_plot = pg.PlotWidget()
         self.loss_plot.setLabel("left", "loss")
         self.loss_plot.setLabel("bottom", "epoch")
@@ -123,6 +128,7 @@ class TrainingPanel(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.drift)
         layout.addWidget(self.loss_plot, 1)
         self._build_form(default_detector)
 
@@ -212,6 +218,12 @@ class TrainingPanel(QWidget):
             return done * epochs / total
         self.loss_plot.setLabel("bottom", "step")
         return float(done)
+
+    def show_drift(self, message: str | None) -> None:
+        """Show (or, with None, clear) the lighting-drift warning."""
+        self.drift.setText(message or "")
+        self.drift.setVisible(bool(message))
+        self.drift.setToolTip(message or "")
 
     def job_ended(self, message: str) -> None:
         self.train_button.setEnabled(True)

@@ -65,7 +65,7 @@ def test_isolation_forest_scoring_equals_sklearn():
     from core.detectors.torch_runtime import seed_everything
 
     gen = seed_everything(0)
-    tensors, _ = det.prepare(images)
+    tensors, _ = det.prepare(det._normalised(images))  # the images as fit saw them (lighting-normalised)
     x = random_crops(tensors, 6 * 20, 16, gen).flatten(1)
     train_feats = det._project(x).double().numpy()
     forest = IsolationForest(n_estimators=25, max_samples=min(256, len(train_feats)), contamination=0.05,

@@ -187,8 +187,10 @@ def test_pool_is_bounded_and_bank_is_the_coreset_share(tiny_demo: Path) -> None:
     assert det.metadata["n_patches_pooled"] == 200
     assert det.metadata["bank_size"] == math.ceil(0.1 * 200) == len(det.bank)
     assert calls[-1][0] == calls[-1][1] and all(a[0] <= b[0] for a, b in zip(calls, calls[1:], strict=False))
-    # Every bank row is a training feature row: no averaging or synthesis.
-    feats = next(det.iter_features(images[:12], progress=lambda *a: None, should_stop=lambda: False))[1]
+    # Every bank row is a training feature row (of the images as the detector saw them, lighting-normalised):
+    # no averaging or synthesis.
+    seen = det._normalised(images)[:12]
+    feats = next(det.iter_features(seen, progress=lambda *a: None, should_stop=lambda: False))[1]
     rows = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
     exact = torch.cdist(det.bank, rows, compute_mode="donot_use_mm_for_euclid_dist")
     assert float(exact.min(1).values.max()) < 1e-5

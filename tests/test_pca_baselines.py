@@ -50,7 +50,7 @@ def fitted(task):
 
 
 def training_features(det, images) -> np.ndarray:
-    tensors, _ = det.prepare(images)
+    tensors, _ = det.prepare(det._normalised(images))  # the images as the detector sees them
     x = det.samples(tensors, torch.Generator())
     return det._project(torch.from_numpy(x)).double().numpy()
 

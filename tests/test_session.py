@@ -222,3 +222,26 @@ def test_a_model_only_in_memory_is_saved_so_its_run_can_resume(session, flat):
     with pytest.raises(Cancelled):
         session.scoring_job(det)(lambda *a: None, lambda: True)  # cancelled before the first chunk
     assert (session.store.path.parent / det.metadata["model_file"]).is_file()
+
+
+def test_a_run_under_other_lighting_warns_once_and_keeps_the_warning(session, flat):
+    """Frames of a darker shift (x0.8) scored with a model trained on the day's frames: one drift_warning event
+    naming the figures, kept in the run's metadata for whoever opens the project later; the day's own run has
+    none."""
+    import cv2
+
+    warned: list[tuple] = []
+    session.events.connect("drift_warning", lambda *args: warned.append(args))
+    session.open(flat).result(30)
+    session.mark_for_training(_frames(session)[:8], True).result(10)
+    done = session.training_job("gmm", FAST)(lambda *a: None, lambda: False)
+    assert warned == [] and "drift_warning" not in session.store.run_info(done.run_id).metadata
+    night = flat / "night"
+    night.mkdir()
+    for img in sorted(flat.glob("*.png")):
+        cv2.imwrite(str(night / img.name), (cv2.imread(str(img)) * 0.8).astype(np.uint8))
+    dark = session.scoring_job(done.detector, folder=night)(lambda *a: None, lambda: False)
+    assert len(warned) == 1 and warned[0][0] == dark.run_id
+    assert "darker" in warned[0][1] and "training" in warned[0][1]
+    saved = session.store.run_info(dark.run_id).metadata["drift_warning"]
+    assert saved["darker"] >= 0.9 * saved["n_images"]

@@ -83,6 +83,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         chunked = score_in_chunks(detector, items, progress=bar, log=_log, keep_maps=False)  # scores only
     result, loaded = chunked.result, chunked.scored
     _print_skip_count(len(loaded.skipped))
+    drift = detector.drift_warning(result)
+    if drift is not None:
+        _log(f"warning: {drift.message}")
     rows = [{"path": it.path, "label": it.label, "defect_type": it.defect_type,
              "score": float(result.scores[i]),
              **{f"{k}": float(v[i]) for k, v in result.components.items()}}
@@ -97,6 +100,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     else:
         out.write_text(json.dumps({"model": str(args.model), "detector": detector.name,
                                    "default_component": result.default_component, "images": rows,
+                                   "drift_warning": drift.to_json() if drift else None,
                                    "skipped_files": [str(s) for s in loaded.skipped]}, indent=1))
     print(f"scored {len(rows)} images ({len(loaded.skipped)} skipped); wrote {out}")
     return 0
@@ -172,6 +176,8 @@ def print_summary(report: dict[str, Any]) -> None:
         mark = "  (default)" if name == report["default_component"] else ""
         pixel = f"{pix[name]:.3f}" if name in pix else "-"
         print(f"{name:<10} {auroc[name]:>7.3f} {aupr[name]:>7.3f} {pixel:>12}{mark}")
+    if report.get("drift_warning"):
+        print(f"warning: {report['drift_warning']['message']}", file=sys.stderr)
 
 
 def cmd_detectors(args: argparse.Namespace) -> int:

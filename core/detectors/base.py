@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from core.data.photometric import MODES as PHOTOMETRIC_MODES
+from core.data.photometric import DriftWarning, Normalised, Photometry, drift_warning, training_photometry
 from core.detectors.errors import Cancelled, DetectorError
 from core.detectors.model_file import write_model_file
 from core.detectors.results import ScoreResult
@@ -104,6 +106,14 @@ class FitReport:
         return dataclasses.asdict(self)
 
 
+# Every detector takes it (added to each class's PARAMS): lighting drift moved every detector's verdicts on the
+# dev data, in one direction or the other (core/data/photometric.py, docs/benchmarks.md "lighting drift").
+PHOTOMETRIC = Param("photometric", "gain", "per-image lighting normalisation before the detector sees an image: "
+                    "gain = scale each image's mean brightness to the training images' (undoes a lamp or "
+                    "exposure change), standardize = also match contrast, none = images as they are",
+                    choices=PHOTOMETRIC_MODES)
+
+
 class Detector(ABC):
     """Base class: holds hyperparameters, trains on normal images, scores any images.
 
@@ -118,6 +128,11 @@ class Detector(ABC):
     # Fewest good training images the method can fit on; the engine refuses fewer with a plain message
     # (how many there are, how to mark more) before any work starts.
     min_train_images: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if all(p.name != PHOTOMETRIC.name for p in cls.PARAMS):
+            cls.PARAMS = tuple(cls.PARAMS) + (PHOTOMETRIC,)
 
     def __init__(self, **params: Any) -> None:
         schema = {p.name: p for p in self.PARAMS}
@@ -147,7 +162,9 @@ class Detector(ABC):
     ) -> FitReport:
         if len(images) == 0:
             raise DetectorError(f"{self.name}: no training images")
-        report = self._fit(images, progress=progress, should_stop=should_stop)
+        photometry = training_photometry(images)
+        self.metadata["photometry"] = photometry.to_json()
+        report = self._fit(self._normalised(images), progress=progress, should_stop=should_stop)
         self.fit_report = report
         self.fitted = True
         return report
@@ -160,7 +177,28 @@ class Detector(ABC):
             raise DetectorError(f"{self.name}: score() before fit() or load()")
         if len(images) == 0:
             return ScoreResult(self.default_component, {c: np.zeros(0, np.float32) for c in self.components})
-        return self._score(images, progress=progress, should_stop=should_stop)
+        view = self._normalised(images)
+        result = self._score(view, progress=progress, should_stop=should_stop)
+        if np.isfinite(view.levels).all():
+            result.levels = view.levels
+        return result
+
+    def _normalised(self, images: Sequence[np.ndarray]) -> Normalised:
+        """`images` as the detector sees them: normalised to the training images' lighting (the setting), each
+        image's own lighting recorded for the drift warning."""
+        mode = self.params.get(PHOTOMETRIC.name, "none")
+        known = self.metadata.get("photometry")
+        if known is None:  # a model from before photometry was recorded: images as they are
+            return Normalised(images, "none", (0.0, 0.0))
+        return Normalised(images, mode, (float(known["mean"]), float(known["std"])))
+
+    def drift_warning(self, result: ScoreResult) -> DriftWarning | None:
+        """A warning when the scored images' lighting lies outside the training images' (None: in range, or no
+        figures to compare: a model from before photometry was recorded)."""
+        known = self.metadata.get("photometry")
+        if known is None or result.levels is None:
+            return None
+        return drift_warning(Photometry.from_json(known), result.levels)
 
     def save(self, path: str | Path) -> None:
         path = Path(path)

@@ -11,6 +11,7 @@ from typing import Any
 from core.detectors.autoencoders import KDCAE, NICAE, ConvAE, DecentralizationAE
 from core.detectors.base import Detector, DetectorError
 from core.detectors.features import PaDiM, PatchCore
+from core.detectors.fusion import Fusion
 from core.detectors.oiad import OIAD
 from core.detectors.patch import PatchAE, PatchGMM, PatchIsolationForest, PatchVAE
 from core.detectors.pca import PcaGmmBic, PcaKDE, PcaOneClassSVM
@@ -41,6 +42,7 @@ BUILTINS: tuple[tuple[type[Detector], tuple[str, ...]], ...] = (
     (ConvAE, ()),
     (KDCAE, ("kd-cae",)),
     (NICAE, ("ni-cae",)),
+    (Fusion, ("fused",)),
 )
 for _cls, _aliases in BUILTINS:
     register(_cls, *_aliases)

@@ -42,6 +42,8 @@ class ScoreResult:
     maps: name -> list of N 2-D float32 arrays (patch or pixel grid), one per image.
     geometry: one MapGeometry per image.
     extras: method-specific small payloads (e.g. OIAD morph strips), name -> list of N items.
+    levels: (N, 2) each image's mean and std of intensity before normalisation (the drift warning's input),
+        filled in by Detector.score; None when unknown.
     """
 
     default_component: str
@@ -49,6 +51,7 @@ class ScoreResult:
     maps: dict[str, list[np.ndarray]] = field(default_factory=dict)
     geometry: list[MapGeometry] = field(default_factory=list)
     extras: dict[str, list[Any]] = field(default_factory=dict)
+    levels: np.ndarray | None = None
 
     @property
     def scores(self) -> np.ndarray:
@@ -69,6 +72,8 @@ class ScoreResult:
             maps={k: [m for p in parts for m in p.maps[k]] for k in first.maps},
             geometry=[g for p in parts for g in p.geometry],
             extras={k: [e for p in parts for e in p.extras[k]] for k in first.extras},
+            levels=(np.concatenate([p.levels for p in parts]) if all(p.levels is not None for p in parts)
+                    else None),
         )
 
 

@@ -12,6 +12,8 @@ Events (core.session.events), emitted on the owner thread or a job thread:
   training_saved(ids, use, n_train)   images now used for training (use=True) or judged; training set size
   threshold_saved(run_id, t1, t2, method)
   run_grew(run_id)                    a job committed a chunk of run_id (follow_run reads what is new)
+  drift_warning(run_id, message)      the images a job scores lie outside the training images' lighting (once
+                                      per run, with the figures)
 """
 
 from __future__ import annotations
@@ -318,5 +320,9 @@ class ReviewSession:
             if run_id and chunks and seen.get(run_id) != chunks:  # a chunk was committed since the last report
                 seen[run_id] = chunks
                 self.events.emit("run_grew", run_id)
+            drift = info.get("drift")
+            if run_id and drift and seen.get(f"drift:{run_id}") is None:  # once per run
+                seen[f"drift:{run_id}"] = 1
+                self.events.emit("drift_warning", run_id, drift)
 
         return report

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 
 from core.data.images import convert_channels
 from core.detectors import settings
-from core.detectors.base import Cancelled, Detector, DetectorError, Param, ProgressFn, StopFn
-from core.detectors.results import MapGeometry
+from core.detectors.base import Cancelled, Detector, DetectorError, FitReport, Param, ProgressFn, StopFn
+from core.detectors.features.tiling import TileLayout, TrainingTiles
+from core.detectors.results import MapGeometry, ScoreResult
 from core.detectors.torch_runtime import TorchDevice
 from core.nets.efficientnet_lite import (
     IMAGENET_MEAN,
@@ -40,6 +41,7 @@ from core.nets.efficientnet_lite import (
 
 BACKBONE = "efficientnet-lite0"
 LAYER_CHOICES = ("s8+s16", "s4+s8", "s4+s8+s16", "s16+s32")
+RESIZE_CHOICES = ("square", "pad", "tile")
 
 FEATURE_PARAMS: tuple[Param, ...] = (
     Param("image_size", 224, "images are resized to this square side before the backbone", minimum=32,
@@ -48,6 +50,11 @@ FEATURE_PARAMS: tuple[Param, ...] = (
           choices=LAYER_CHOICES),
     Param("normalize", "imagenet", "input normalisation: ImageNet mean/std, or the TF-Lite (x-127)/128",
           choices=("imagenet", "tflite")),
+    Param("resize", "square", "how an image meets the backbone: square = resized to image_size x image_size "
+          "(aspect lost), pad = longer side to image_size, the rest padded (aspect kept), tile = cut into "
+          "overlapping image_size tiles at native resolution, maps stitched (large frames, small defects)",
+          choices=RESIZE_CHOICES),
+    Param("tile_overlap", 32, "pixels shared by neighbouring tiles (resize = tile)", minimum=0),
     Param("smooth_sigma", 4.0, "Gaussian smoothing of the heat map, in pixels of the resized image (0 = none)",
           minimum=0.0),
     settings.batch_size(16, "images per backbone batch"),
@@ -125,16 +132,31 @@ class FeatureDetector(TorchDevice, Detector):
         side = math.ceil(self.params["image_size"] / self.feature_stride)
         return side, side
 
+    def input_side(self) -> int | None:
+        # Tiles are cut at native resolution: the frame must be decoded whole.
+        return None if self.params["resize"] == "tile" else super().input_side()
+
     def _preprocess(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[MapGeometry]]:
-        """A batch of images -> normalised (B, 3, S, S) tensor and each image's geometry."""
+        """A batch of images -> normalised (B, 3, S, S) tensor and each image's geometry. With resize = pad the
+        image keeps its aspect: its longer side becomes S, it sits at the top left, the rest repeats its edge
+        (a constant would draw an edge the backbone would answer to); its maps are cropped back to it."""
         size = self.params["image_size"]
+        pad = self.params["resize"] == "pad"
         arrays, geometry = [], []
         for img in images:
             rgb = convert_channels(img, "rgb")
             h, w = rgb.shape[:2]
-            interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-            arrays.append(cv2.resize(rgb, (size, size), interpolation=interp) if (h, w) != (size, size) else rgb)
-            geometry.append(MapGeometry((size, size), (int(h), int(w)), 1, 1))
+            if pad:
+                scale = size / max(h, w)
+                th, tw = max(1, min(size, round(h * scale))), max(1, min(size, round(w * scale)))
+            else:
+                th, tw = size, size
+            interp = cv2.INTER_AREA if th < h or tw < w else cv2.INTER_LINEAR
+            out = cv2.resize(rgb, (tw, th), interpolation=interp) if (h, w) != (th, tw) else rgb
+            if (th, tw) != (size, size):
+                out = cv2.copyMakeBorder(out, 0, size - th, 0, size - tw, cv2.BORDER_REPLICATE)
+            arrays.append(out)
+            geometry.append(MapGeometry((th, tw), (int(h), int(w)), 1, 1))
         x = torch.from_numpy(np.stack(arrays).astype(np.float32, copy=False)).permute(0, 3, 1, 2)
         if self.params["normalize"] == "imagenet":
             mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -172,12 +194,62 @@ class FeatureDetector(TorchDevice, Detector):
                 yield start, self._embed(net, x).float(), geometry
                 progress(min(start + bs, len(images)), total, dict(info or {}))
 
-    def heat_maps(self, grid: torch.Tensor) -> list[np.ndarray]:
-        """(B, h, w) patch scores -> per image a smoothed pixel map at the resized input size."""
+    def heat_maps(self, grid: torch.Tensor, geometry: Sequence[MapGeometry]) -> list[np.ndarray]:
+        """(B, h, w) patch scores -> per image a smoothed pixel map at the resized input size (cropped to the
+        image where it was padded)."""
         size = self.params["image_size"]
         up = F.interpolate(grid[:, None].float(), size=(size, size), mode="bilinear", align_corners=False)[:, 0]
         up = gaussian_blur(up, float(self.params["smooth_sigma"]))
-        return [m.cpu().numpy().astype(np.float32, copy=False) for m in up]
+        return [m[:g.input_shape[0], :g.input_shape[1]].cpu().numpy().astype(np.float32, copy=False)
+                for m, g in zip(up, geometry, strict=True)]
+
+    def grid_scores(self, grid: torch.Tensor, geometry: Sequence[MapGeometry]) -> np.ndarray:
+        """(B, h, w) -> each image's score: the largest cell over the image itself (not its padding)."""
+        stride = self.feature_stride
+        out = np.empty(len(grid), dtype=np.float64)
+        for i, g in enumerate(geometry):
+            gh, gw = math.ceil(g.input_shape[0] / stride), math.ceil(g.input_shape[1] / stride)
+            out[i] = float(grid[i, :gh, :gw].max())
+        return out
+
+    # -- whole images, padded images or tiles ------------------------------------------------------
+    def _fit(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> FitReport:
+        if self.params["resize"] != "tile":
+            return self._fit_views(images, progress=progress, should_stop=should_stop)
+        layout = TileLayout.of(images[0].shape[:2], self.params["image_size"], self.params["tile_overlap"])
+        self.metadata["tile_frame"] = list(layout.frame)
+        self.metadata["tiles_per_frame"] = len(layout)
+        return self._fit_views(TrainingTiles(images, layout), progress=progress, should_stop=should_stop)
+
+    def _score(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> ScoreResult:
+        if self.params["resize"] != "tile":
+            return self._score_views(images, progress=progress, should_stop=should_stop)
+        # One frame at a time: its tiles (views of the decoded frame) are scored together and stitched, so a
+        # chunk never holds more than one frame's tile tensors.
+        size, overlap = self.params["image_size"], self.params["tile_overlap"]
+        scores = np.zeros(len(images), dtype=np.float64)
+        maps: list[np.ndarray] = []
+        geometry: list[MapGeometry] = []
+        for i in range(len(images)):
+            if should_stop():
+                raise Cancelled()
+            img = images[i]
+            layout = TileLayout.of(img.shape[:2], size, overlap)
+            part = self._score_views(layout.cut(img), progress=lambda *a: None, should_stop=should_stop)
+            scores[i] = float(np.max(part.scores))
+            stitched = layout.stitch(part.maps[self.default_component])
+            maps.append(stitched)
+            geometry.append(MapGeometry(stitched.shape, (int(img.shape[0]), int(img.shape[1])), 1, 1))
+            progress(i + 1, len(images), {})
+        return ScoreResult(self.default_component, {self.default_component: scores},
+                           {self.default_component: maps}, geometry)
+
+    def _fit_views(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> FitReport:
+        raise NotImplementedError
+
+    def _score_views(self, images: Sequence[np.ndarray], *, progress: ProgressFn,
+                     should_stop: StopFn) -> ScoreResult:
+        raise NotImplementedError
 
     # -- backbone identity ------------------------------------------------------------------------
     def stamp_backbone(self) -> None:

@@ -57,7 +57,7 @@ class PaDiM(FeatureDetector):
         return torch.randperm(d_all, generator=gen)[:d].sort().values
 
     @torch.inference_mode()
-    def _fit(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> FitReport:
+    def _fit_views(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> FitReport:
         t0 = time.perf_counter()
         self.stamp_backbone()
         channels = self._choose_channels()
@@ -110,14 +110,14 @@ class PaDiM(FeatureDetector):
         return m.T.reshape(b, h, w)
 
     @torch.inference_mode()
-    def _score(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> ScoreResult:
+    def _score_views(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> ScoreResult:
         scores = np.zeros(len(images), dtype=np.float64)
         maps: list[np.ndarray] = []
         geometry = []
         for start, feats, geo in self.iter_features(images, progress=progress, should_stop=should_stop):
             grid = self.mahalanobis(feats)
-            scores[start:start + len(grid)] = grid.flatten(1).max(1).values.double().cpu().numpy()
-            maps.extend(self.heat_maps(grid))
+            scores[start:start + len(grid)] = self.grid_scores(grid, geo)
+            maps.extend(self.heat_maps(grid, geo))
             geometry.extend(geo)
         return ScoreResult(self.default_component, {"score": scores}, {"score": maps}, geometry)
 

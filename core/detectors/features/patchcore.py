@@ -134,7 +134,7 @@ class PatchCore(FeatureDetector):
         self.bank: torch.Tensor | None = None
 
     @torch.inference_mode()
-    def _fit(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> FitReport:
+    def _fit_views(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> FitReport:
         t0 = time.perf_counter()
         n = len(images)
         self.stamp_backbone()
@@ -192,7 +192,7 @@ class PatchCore(FeatureDetector):
         return FitReport(seconds=time.perf_counter() - t0, steps=int(len(self.bank)), epochs=1, stopped_by="done")
 
     @torch.inference_mode()
-    def _score(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> ScoreResult:
+    def _score_views(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> ScoreResult:
         assert self.bank is not None
         device = self.device
         bank = self.bank.to(device)
@@ -204,8 +204,8 @@ class PatchCore(FeatureDetector):
             b, d, h, w = feats.shape
             q = feats.permute(0, 2, 3, 1).reshape(-1, d)
             grid = nearest_distances(q, bank, self.params["chunk_mb"], bank_sq).view(b, h, w)
-            scores[start:start + b] = grid.flatten(1).max(1).values.double().cpu().numpy()
-            maps.extend(self.heat_maps(grid))
+            scores[start:start + b] = self.grid_scores(grid, geo)
+            maps.extend(self.heat_maps(grid, geo))
             geometry.extend(geo)
         return ScoreResult(self.default_component, {"score": scores}, {"score": maps}, geometry)
 
