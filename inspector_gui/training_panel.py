@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.detectors.base import DetectorError, Param
-from core.detectors.registry import available, detector_class
+from core.detectors.registry import RECOMMENDED, available, detector_class
 from core.progress_text import budget_fraction, eta_seconds
 
 # Settings a person rarely changes are still shown, but the form lists these first.
@@ -79,7 +79,7 @@ class TrainingPanel(QWidget):
     trainRequested = Signal(str, dict)
     cancelRequested = Signal()
 
-    def __init__(self, parent: QWidget | None = None, default_detector: str = "vae"):
+    def __init__(self, parent: QWidget | None = None, default_detector: str = RECOMMENDED):
         super().__init__(parent)
         self._editors: dict[str, tuple[Param, QWidget]] = {}
         self._losses: list[float] = []

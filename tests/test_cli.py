@@ -69,11 +69,19 @@ def test_corrupt_file_in_the_data_is_reported_and_skipped(tiny_demo, tmp_path, c
     (data / "train" / "good" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     (data / "train" / "good" / "zero.png").write_bytes(b"")
     report = tmp_path / "r.json"
-    assert main(["evaluate", str(data), *TINY, "--report", str(report)]) == 0
+    assert main(["evaluate", str(data), "-d", "vae", *TINY, "--report", str(report)]) == 0
     err = capsys.readouterr().err
     assert "broken.png" in err and "zero.png" in err
     r = json.loads(report.read_text())
     assert r["n_train"] == 12 and len(r["skipped_files"]) == 2
+
+
+def test_evaluate_without_a_detector_uses_the_recommended_one(tiny_demo, tmp_path, capsys):
+    report = tmp_path / "r.json"
+    assert main(["evaluate", str(tiny_demo), "--set", "image_size=32", "--report", str(report)]) == 0
+    r = json.loads(report.read_text())
+    assert r["detector"] == "recommended" and r["params"]["clusters"] == 3 and r["params"]["photometric"] == "gain"
+    assert r["image_auroc"]["score"] > 0.5 and r["drift_warning"] is None
 
 
 def test_help_lists_every_verb(capsys):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from core.data.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, parse_pixels, set_max_pixels
-from core.detectors.registry import available, detector_class, parse_settings
+from core.detectors.registry import RECOMMENDED, available, detector_class, parse_settings
 from core.evaluate import SkipReport, evaluate, score_in_chunks, score_into_store, train_detector
 from core.modelio import load_detector
 from core.progress_text import TextProgress
@@ -202,8 +202,9 @@ def add_commands(sub: Any) -> None:
     def detector_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("data", help="image folder (MVTec AD, Folder layout or flat; its project store decides "
                                     "when it has one) or a project store (.h5)")
-        p.add_argument("--detector", "-d", default="vae",
-                       help=f"method name (default vae); one of: {', '.join(available())}")
+        p.add_argument("--detector", "-d", default=RECOMMENDED,
+                       help=f"method name (default {RECOMMENDED}: PaDiM with lighting normalisation and "
+                            f"appearance clusters, the best on the dev data); one of: {', '.join(available())}")
         p.add_argument("--set", "-s", action="append", metavar="KEY=VALUE",
                        help="a detector setting, repeatable (see `anomaly-inspector detectors -v`)")
         p.add_argument("--time-budget", type=float, metavar="SECONDS",

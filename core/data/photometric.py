@@ -5,8 +5,10 @@ brighter. Measured on the dev data (docs/benchmarks.md, "lighting drift"), a 10 
 alone turned PaDiM's bottle AUROC from 1.00 to 0.05: the detectors rank lighting before defects. Each image's
 level is therefore brought to the training set's before a detector sees it:
 
-- `gain`: multiply by (reference level / image level), level = the image's mean intensity. A global gain
-  change is undone exactly (up to clipping); the image's structure and contrast ratios are untouched.
+- `gain`: multiply by (reference level / image level), level = the image's median intensity. A global gain
+  change is undone exactly (up to clipping); the image's structure and contrast ratios are untouched. The
+  median, not the mean: a brighter exposure clips the highlights, which lowers the mean but not the median
+  (unless half the image clips), so the unclipped majority of the pixels is restored exactly.
 - `standardize`: also remove an offset: (x - mean) / std, then the training set's mean and std.
 
 Both use whole-image statistics on purpose: local normalisation (per patch) would also flatten the defects
@@ -37,17 +39,28 @@ def level(img: np.ndarray) -> tuple[float, float]:
     return float(mean.mean()), float(std.mean())
 
 
-def normalise(img: np.ndarray, mode: str, reference: tuple[float, float]) -> np.ndarray:
-    """The image brought to the reference (mean, std) by `mode`, clipped to [0, 1], float32."""
+MEDIAN_SAMPLES = 250_000  # pixels the median is taken over (a strided subsample of a large frame)
+
+
+def median_level(img: np.ndarray) -> float:
+    """The image's median intensity, over a regular subsample of at most MEDIAN_SAMPLES pixels (a 5 MP frame's
+    full median costs ~100 ms; the subsample's differs from it by far less than a grey level)."""
+    step = max(1, int(np.ceil(np.sqrt(img.shape[0] * img.shape[1] / MEDIAN_SAMPLES))))
+    return float(np.median(img[::step, ::step]))
+
+
+def normalise(img: np.ndarray, mode: str, reference: tuple[float, float, float]) -> np.ndarray:
+    """The image brought to the reference (mean, std, median) by `mode`, clipped to [0, 1], float32."""
     if mode == "none":
         return img
-    mean, std = level(img)
-    ref_mean, ref_std = reference
+    ref_mean, ref_std, ref_median = reference
     if mode == "gain":
-        if mean < _TINY:  # a black frame: nothing to scale, and the detector should see it as it is
+        med = median_level(img)
+        if med < _TINY:  # a black frame: nothing to scale, and the detector should see it as it is
             return img
-        out = img * np.float32(ref_mean / mean)
+        out = img * np.float32(ref_median / med)
     elif mode == "standardize":
+        mean, std = level(img)
         if std < _TINY:
             return img
         out = (img - np.float32(mean)) * np.float32(ref_std / std) + np.float32(ref_mean)
@@ -74,37 +87,46 @@ class Photometry:
     std_range: tuple[float, float]
     n: int
     spread: tuple[float, float] = (0.0, 0.0)  # robust standard deviation (1.4826 MAD) of the mean and the std
+    median: float = 0.0  # the median of the images' median intensities: the gain reference
+
+    @property
+    def reference(self) -> tuple[float, float, float]:
+        return self.mean, self.std, self.median or self.mean
 
     def to_json(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std, "mean_range": list(self.mean_range),
-                "std_range": list(self.std_range), "n": self.n, "spread": list(self.spread)}
+                "std_range": list(self.std_range), "n": self.n, "spread": list(self.spread),
+                "median": self.median}
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> Photometry:
         return Photometry(float(d["mean"]), float(d["std"]), tuple(d["mean_range"]), tuple(d["std_range"]),
-                          int(d["n"]), tuple(d.get("spread", (0.0, 0.0))))
+                          int(d["n"]), tuple(d.get("spread", (0.0, 0.0))), float(d.get("median", 0.0)))
 
     @staticmethod
-    def of(levels: np.ndarray) -> Photometry:
-        """From (n, 2) per-image (mean, std): medians as the reference, the 1st-99th percentiles as the range."""
+    def of(levels: np.ndarray, medians: np.ndarray | None = None) -> Photometry:
+        """From (n, 2) per-image (mean, std) and the images' medians: medians as the reference, the 1st-99th
+        percentiles as the range."""
         levels = np.asarray(levels, dtype=np.float64).reshape(-1, 2)
         lo, hi = np.percentile(levels, [1.0, 99.0], axis=0)
         med = np.median(levels, axis=0)
         spread = 1.4826 * np.median(np.abs(levels - med), axis=0)
         return Photometry(float(med[0]), float(med[1]), (float(lo[0]), float(hi[0])),
-                          (float(lo[1]), float(hi[1])), len(levels), (float(spread[0]), float(spread[1])))
+                          (float(lo[1]), float(hi[1])), len(levels), (float(spread[0]), float(spread[1])),
+                          float(np.median(medians)) if medians is not None else 0.0)
 
 
 def training_photometry(images: Sequence[np.ndarray], sample: int = REFERENCE_SAMPLE) -> Photometry:
     """The training set's photometry from an even sample of its images (a lazy source decodes only those)."""
-    return Photometry.of(np.array([level(images[i]) for i in spread_indices(len(images), sample)]))
+    picked = [images[i] for i in spread_indices(len(images), sample)]
+    return Photometry.of(np.array([level(img) for img in picked]), np.array([median_level(img) for img in picked]))
 
 
 class Normalised(Sequence[np.ndarray]):
     """A view of an image sequence with each image normalised as it is read: nothing is copied up front, so a
     lazy source stays lazy. Records every image's (mean, std) before normalisation, for the drift warning."""
 
-    def __init__(self, images: Sequence[np.ndarray], mode: str, reference: tuple[float, float]) -> None:
+    def __init__(self, images: Sequence[np.ndarray], mode: str, reference: tuple[float, float, float]) -> None:
         if mode not in MODES:
             raise ValueError(f"photometric mode {mode!r} is not one of {list(MODES)}")
         self.images = images

@@ -109,8 +109,8 @@ class FitReport:
 # Every detector takes it (added to each class's PARAMS): lighting drift moved every detector's verdicts on the
 # dev data, in one direction or the other (core/data/photometric.py, docs/benchmarks.md "lighting drift").
 PHOTOMETRIC = Param("photometric", "gain", "per-image lighting normalisation before the detector sees an image: "
-                    "gain = scale each image's mean brightness to the training images' (undoes a lamp or "
-                    "exposure change), standardize = also match contrast, none = images as they are",
+                    "gain = scale each image's median brightness to the training images' (undoes a lamp "
+                    "or exposure change), standardize = also match contrast, none = images as they are",
                     choices=PHOTOMETRIC_MODES)
 
 
@@ -189,8 +189,8 @@ class Detector(ABC):
         mode = self.params.get(PHOTOMETRIC.name, "none")
         known = self.metadata.get("photometry")
         if known is None:  # a model from before photometry was recorded: images as they are
-            return Normalised(images, "none", (0.0, 0.0))
-        return Normalised(images, mode, (float(known["mean"]), float(known["std"])))
+            return Normalised(images, "none", (0.0, 0.0, 0.0))
+        return Normalised(images, mode, Photometry.from_json(known).reference)
 
     def drift_warning(self, result: ScoreResult) -> DriftWarning | None:
         """A warning when the scored images' lighting lies outside the training images' (None: in range, or no

@@ -10,7 +10,7 @@ from typing import Any
 
 from core.detectors.autoencoders import KDCAE, NICAE, ConvAE, DecentralizationAE
 from core.detectors.base import Detector, DetectorError
-from core.detectors.features import PaDiM, PatchCore
+from core.detectors.features import PaDiM, PatchCore, Recommended
 from core.detectors.fusion import Fusion
 from core.detectors.oiad import OIAD
 from core.detectors.patch import PatchAE, PatchGMM, PatchIsolationForest, PatchVAE
@@ -43,7 +43,11 @@ BUILTINS: tuple[tuple[type[Detector], tuple[str, ...]], ...] = (
     (KDCAE, ("kd-cae",)),
     (NICAE, ("ni-cae",)),
     (Fusion, ("fused",)),
+    (Recommended, ("default",)),
 )
+# What `evaluate` uses without --detector and the window preselects: the detector that held on every dev
+# category and under lighting drift (core/detectors/features/recommended.py, docs/benchmarks.md).
+RECOMMENDED = Recommended.name
 for _cls, _aliases in BUILTINS:
     register(_cls, *_aliases)
 

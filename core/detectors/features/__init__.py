@@ -3,5 +3,6 @@
 
 from core.detectors.features.padim import PaDiM
 from core.detectors.features.patchcore import PatchCore
+from core.detectors.features.recommended import Recommended
 
-__all__ = ["PaDiM", "PatchCore"]
+__all__ = ["PaDiM", "PatchCore", "Recommended"]
