@@ -138,6 +138,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting for every detector run (e.g. time_budget=170)")
+    ap.add_argument("--tag", default="", help="appended to the detector's name in the table, e.g. "
+                    "'photometric=none' for a run with that setting")
     ap.add_argument("--no-docs", action="store_true", help="print the rows; do not write docs/")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -148,6 +150,8 @@ def main() -> None:
             for name in args.detectors:
                 params = parse_settings(name, args.set) if args.set else {}
                 row = run_one(category, name, params, Path(tmp))
+                if args.tag:
+                    row["detector"] = f"{name} ({args.tag})"
                 print(json.dumps({k: v for k, v in row.items() if k != "params"}), flush=True)
                 rows.append(row)
     if args.no_docs:

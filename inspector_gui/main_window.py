@@ -304,7 +304,9 @@ class MainWindow(QMainWindow):
         if self.gallery.model.rowCount() != self.store.n_images:
             self._fill_gallery()
         run, _new = self.session.follow_run(run_id, **adopt)
-        if run_id != self._drift_run:  # another run shown: its own lighting warning, kept with it in the store
+        # Another run shown, or the job that grew this one ended: the lighting warning kept with the run in the
+        # store (a run's final figures replace the ones said while it was scored).
+        if run_id != self._drift_run or adopt:
             self._drift_run = run_id
             saved = self.store.run_info(run_id).metadata.get("drift_warning")
             self.training.show_drift(saved["message"] if saved else None)

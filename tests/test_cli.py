@@ -51,7 +51,7 @@ def test_evaluate_single_score_detector(tiny_demo, tmp_path):
 @pytest.mark.parametrize("argv,needle", [
     (["train", "/no/such/folder", "--out", "x.ai"], "/no/such/folder: no such folder"),
     (["evaluate", "{data}", "-d", "nosuch"], "unknown detector 'nosuch'"),
-    (["evaluate", "{data}", "--set", "epochs=lots"], "epochs: 'lots' is not a valid int"),
+    (["evaluate", "{data}", "-d", "vae", "--set", "epochs=lots"], "epochs: 'lots' is not a valid int"),
     (["score", "{data}", "--model", "{data}/missing.ai", "--out", "o.json"], "missing.ai: no such model file"),
 ])
 def test_user_errors_are_one_line(tiny_demo, argv, needle, capsys):
