@@ -200,3 +200,45 @@ def test_registered_and_configurable_by_name() -> None:
     defaults = {p.name: p.default for p in FAnoGAN.PARAMS}
     assert (defaults["image_size"], defaults["latent"], defaults["lr"], defaults["batch_size"],
             defaults["n_critic"]) == (64, 100, 2e-4, 32, 5)
+
+
+# ---------------------------------------------------------------- the window
+def test_the_window_shows_the_sample_grid_and_both_stage_losses(qtbot, tmp_path, tiny_demo) -> None:
+    import shutil
+
+    from PySide6.QtCore import QSettings
+
+    from inspector_gui.main_window import MainWindow
+
+    data = shutil.copytree(tiny_demo, tmp_path / "parts")  # the window writes its project store beside the images
+    win = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    win.setProperty("quiet_errors", True)
+    qtbot.addWidget(win)
+    win.resize(1366, 768)
+    win.show()
+    win.open_path(data)
+    qtbot.waitUntil(lambda: win.store is not None, timeout=30000)
+    assert win.tabs.indexOf(win.samples) < 0  # no run, no samples
+
+    # The training panel says which stage runs and shows both GAN losses.
+    win.training.job_started()
+    win.training.job_progress(3, 10, {"stage": STAGE_GAN, "loss": -1.5, "critic_loss": -1.5,
+                                      "generator_loss": 0.25, "elapsed": 1.0, "epochs": 5})
+    text = win.training.status.text()
+    assert text.startswith("Training stage 1/2: WGAN-GP") and "critic loss -1.5" in text
+    assert "generator loss 0.25" in text
+
+    win.start_training("fanogan", FAnoGAN.quick_settings())
+    qtbot.waitUntil(lambda: win.run is not None and win.run.model is not None and win.job is not None
+                    and not win.job.running, timeout=120000)
+    assert win.run.detector == "fanogan"
+    qtbot.waitUntil(lambda: win.tabs.indexOf(win.samples) >= 0, timeout=10000)
+    assert win.tabs.tabText(win.tabs.indexOf(win.samples)) == "Samples"
+    assert "G(z)" in win.samples.caption.text()
+    pixmap = win.samples.picture.pixmap()
+    assert pixmap is not None and not pixmap.isNull() and pixmap.width() >= 70
+
+    win.start_training("gmm", {"image_size": 32})  # a run without generated images: the tab goes
+    qtbot.waitUntil(lambda: win.run.detector == "gmm" and not win.job.running, timeout=120000)
+    qtbot.waitUntil(lambda: win.tabs.indexOf(win.samples) < 0, timeout=10000)
+    win.close()
