@@ -143,6 +143,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-fanogan", action="store_true")
     ap.add_argument("--skip-augment", action="store_true")
+    ap.add_argument("--only-dcgan", action="store_true", help="of the CAE pair, run only the augmented one")
+    ap.add_argument("--label-suffix", default="", help="added to each run's label (a repeated run with other "
+                    "settings keeps its own record)")
+    ap.add_argument("--keep-models", type=Path, help="copy the trained models into this folder")
     ap.add_argument("--collect", action="store_true", help="run nothing: rebuild the docs from the records")
     ap.add_argument("--notes", type=Path, help="a Markdown file of measured remarks appended under the table")
     args = ap.parse_args()
@@ -163,21 +167,29 @@ def main() -> None:
         if not args.collect and not args.skip_fanogan:
             for cat in args.categories:
                 print(f"fanogan / {cat} ...", flush=True)
-                keep(run_one(f"fanogan-{cat}", DATA / cat, "fanogan", FANOGAN, args.budget, args.threads, work), cat)
+                keep(run_one(f"fanogan-{cat}{args.label_suffix}", DATA / cat, "fanogan", FANOGAN, args.budget,
+                             args.threads, work), cat)
         if not args.collect and not args.skip_augment:
             few = few_images_copy(DATA / "mvtec_bottle", work / f"bottle{FEW}", FEW)
-            for label, settings in ((f"cae-bottle{FEW}", CAE), (f"cae-bottle{FEW}-dcgan", {**CAE, **DCGAN})):
+            pair = ((f"cae-bottle{FEW}", CAE), (f"cae-bottle{FEW}-dcgan", {**CAE, **DCGAN}))
+            for label, settings in pair[1:] if args.only_dcgan else pair:
                 print(f"{label} ...", flush=True)
-                keep(run_one(label, few, "cae", settings, args.ae_budget, args.threads, work),
+                keep(run_one(label + args.label_suffix, few, "cae", settings, args.ae_budget, args.threads, work),
                      f"mvtec_bottle, {FEW} train images")
+        if args.keep_models:
+            args.keep_models.mkdir(parents=True, exist_ok=True)
+            for model in work.glob("*.ai"):
+                shutil.copy(model, args.keep_models / model.name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load = os.getloadavg()
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} with {os.cpu_count()} cores shared "
               f"with other work (load average at the end {load[0]:.1f}; each record in `docs/bench-runs/gan.json` "
               f"has the load before and after its run), torch {torch.__version__}, {args.threads} torch thread per "
-              f"run. Command: `python benchmarks/gan_bench.py --budget {args.budget:g} --ae-budget "
-              f"{args.ae_budget:g} --threads {args.threads}`; per-run commands in the records. `budget s` is the "
+              f"run. Commands: `python benchmarks/gan_bench.py --budget 270 --ae-budget 240 --threads 1`, and for the "
+              f"longer bottle run `... --budget 720 --categories mvtec_bottle --skip-augment --label-suffix=-b720`, "
+              f"and for the CAE with the same 240 s after a 160 s DCGAN `... --skip-fanogan --only-dcgan "
+              f"--ae-budget 400 --label-suffix=-b400`; per-run commands in the records. `budget s` is the "
               f"run's `--time-budget` (f-AnoGAN: 70 % for stage 1, the GAN, the rest and what stage 1 left for "
               f"stage 2, the encoder; CAE + DCGAN: 40 % for the DCGAN, the rest for the CAE). The paper trained "
               f"f-AnoGAN's GAN 1500 epochs and its encoder 200 on a GPU. The sample grids of G(z) kept in each "
