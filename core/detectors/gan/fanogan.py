@@ -118,7 +118,8 @@ class FAnoGAN(TorchDevice, ColourChannels, Detector):
         self.G, self.E, self.D = (net.to(self.device) for net in self.build_nets())
         sampler = EpochSampler(len(data), int(p["batch_size"]), gen)
         budget1, _ = stage_budgets(p["time_budget"], p["gan_share"])
-        first = self._train_gan(lambda: self._batch(data, sampler, gen), sampler.steps_per_epoch, gen, budget1, progress, should_stop)
+        first = self._train_gan(lambda: self._batch(data, sampler, gen), sampler.steps_per_epoch, gen, budget1,
+                                progress, should_stop)
         self.metadata[SAMPLE_GRID_KEY] = self.samples(int(p["seed"]))
         _, budget2 = stage_budgets(p["time_budget"], p["gan_share"], first.seconds)
         sampler = EpochSampler(len(data), int(p["batch_size"]), gen)
