@@ -188,15 +188,16 @@ def main() -> None:
               f"has the load before and after its run), torch {torch.__version__}, {args.threads} torch thread per "
               f"run. Commands: `python benchmarks/gan_bench.py --budget 270 --ae-budget 240 --threads 1`, and for the "
               f"longer bottle run `... --budget 720 --categories mvtec_bottle --skip-augment --label-suffix=-b720`, "
-              f"and for the CAE with the same 240 s after a 160 s DCGAN `... --skip-fanogan --only-dcgan "
+              f"and for the augmented CAE with at least the plain run's CAE time `... --skip-fanogan --only-dcgan "
               f"--ae-budget 400 --label-suffix=-b400`; per-run commands in the records. `budget s` is the "
               f"run's `--time-budget` (f-AnoGAN: 70 % for stage 1, the GAN, the rest and what stage 1 left for "
               f"stage 2, the encoder; CAE + DCGAN: 40 % for the DCGAN, the rest for the CAE). The paper trained "
               f"f-AnoGAN's GAN 1500 epochs and its encoder 200 on a GPU. The sample grids of G(z) kept in each "
               f"model are in `docs/screenshots/gan_samples_*.png`.")
+    rows = sorted(records.values(), key=lambda r: (r.get("detector") != "fanogan", r["label"]))
     notes = args.notes.read_text() if args.notes and args.notes.is_file() else ""
     replace_section(DOCS / "benchmarks.md", "GAN detectors (f-AnoGAN, DCGAN augmentation)",
-                    header + "\n\n" + table(list(records.values())) + "\n\n" + notes)
+                    header + "\n\n" + table(rows) + "\n\n" + notes)
 
 
 if __name__ == "__main__":
