@@ -214,6 +214,16 @@ def measure(result: ScoreResult, items: Sequence[ImageItem], log: Log = print,
     return out
 
 
+def judge_held_out(detector: Detector, sets: ImageSets, log: Log = print) -> dict[str, Any]:
+    """Score the judged set (for a supervised detector: the held-out labeled share) and measure it: what
+    `train` reports for a supervised detector, which has no other honest figure."""
+    chunked = score_in_chunks(detector, sets.judged, log=log, keep_maps=False)
+    items = chunked.scored.items
+    measured = measure(chunked.result, items, log)
+    return {"n_judged": len(items), "n_judged_defect": int(image_labels(items).sum()),
+            **{k: measured[k] for k in ("image_auroc", "image_aupr", "f1_max", "note") if k in measured}}
+
+
 def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,
              log: Log = print, keep_maps: bool = False) -> tuple[dict[str, Any], Detector, ScoreResult, LoadedImages]:
     """Train on DATA's training set, score its judged set (labeled images not used for training), return the
