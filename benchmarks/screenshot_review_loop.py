@@ -46,7 +46,8 @@ def flat_frames(dest: Path) -> dict[str, str]:
     """40 good and 30 defect bottle images as frame_NNN.png in a shuffled order; returns path -> truth."""
     import numpy as np
 
-    good = sorted((BOTTLE / "train" / "good").glob("*.png"))[:30] + sorted((BOTTLE / "test" / "good").glob("*.png"))[:10]
+    good = sorted((BOTTLE / "train" / "good").glob("*.png"))[:30]
+    good += sorted((BOTTLE / "test" / "good").glob("*.png"))[:10]
     defect = sorted(p for p in (BOTTLE / "test").glob("*/*.png") if p.parent.name != "good")
     defect = defect[::2][:30]
     frames = [(p, "good") for p in good] + [(p, "defect") for p in defect]
