@@ -36,6 +36,10 @@ class ReviewLoop(QObject):
         self._timer.setSingleShot(True)
         self._timer.setInterval(LOOP_CHECK_MS)
         self._timer.timeout.connect(self.check_offer)
+        self._keys_timer = QTimer(self)
+        self._keys_timer.setSingleShot(True)
+        self._keys_timer.setInterval(0)
+        self._keys_timer.timeout.connect(self.update_review_keys)
         self.banner.accepted.connect(self.take_offer)
         self.banner.dismissed.connect(self.dismissed.add)
         queued = Qt.ConnectionType.QueuedConnection
@@ -84,7 +88,7 @@ class ReviewLoop(QObject):
         # A refresh that brings no new score (a late progressive refresh) must not reorder what is being labeled.
         if self._keys_scores is None or not np.array_equal(self.win.gallery.model.scores(), self._keys_scores,
                                                            equal_nan=True):
-            self.update_review_keys()
+            self._keys_timer.start()  # after the window has refreshed the threshold panel for these scores
         self.schedule_check()
 
     @Slot(float, float)
@@ -102,6 +106,8 @@ class ReviewLoop(QObject):
         model = self.win.gallery.model
         band = self._keys_band = model.review_band()
         self._keys_scores = model.scores()
-        keys = review_keys_for(self.win.session, *(band if band is not None else (None, None)))
+        if band is None:  # no band committed yet: the threshold panel's current thresholds
+            band = (self.win.threshold_model.t1, self.win.threshold_model.t2)
+        keys = review_keys_for(self.win.session, *band)
         if keys is not None and keys.shape[0] == model.rowCount():
             model.set_review_keys(keys)

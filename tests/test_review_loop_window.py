@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 
-from core.session.label_loop import RETRAIN_MIN_NEW
+from core.session.label_loop import LABELED_OFFSET, RETRAIN_MIN_NEW, review_keys_for
 from tests.test_cnn import QUICK, labeled_project
 
 STORE_MS = 10000
@@ -86,13 +86,19 @@ def test_label_defects_train_cnn_from_the_banner_and_review_next(qtbot, loop_win
     assert model.stats().n_left_out == 24
 
     # Review next: the order changed; the still-unlabeled images come first, least sure (nearest 0.5) first.
+    qtbot.waitUntil(lambda: win.gallery.proxy.paths() != before, timeout=STORE_MS)
     after = win.gallery.proxy.paths()
-    assert after != before
     still = [i for i in unlabeled if store.label(i).label == "unlabeled"]
     first = [store.image_id(p) for p in after[:len(still)]]
     assert set(first) == set(still)
-    probs = win.gallery.model.scores()[first]
-    assert np.all(np.diff(np.abs(probs - 0.5)) >= -1e-12)
+    # ... in the order core gives (label_loop.review_keys with the panel's thresholds): least sure first.
+    t1, t2 = model.t1, model.t2
+    expected = review_keys_for(win.session, t1, t2)
+    np.testing.assert_array_equal(win.gallery.model.review_keys(), expected)
+    assert np.all(np.diff(expected[first]) >= 0) and expected[first].max() < LABELED_OFFSET
+    if not np.isfinite([t1, t2]).all():  # no threshold yet: nearest probability 0.5 first
+        probs = win.gallery.model.scores()[first]
+        assert np.all(np.diff(np.abs(probs - 0.5)) >= -1e-12)
 
     # Labeling from the review order does not reshuffle it under the cursor, and brings a retrain offer.
     order_now = win.gallery.proxy.paths()
