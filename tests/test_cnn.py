@@ -145,6 +145,11 @@ def test_the_report_is_computed_on_held_out_labeled_images_only(tmp_path, capsys
     assert code == 0 and out[-1].startswith("held out: 6 good and 3 defect labeled images not trained on: AUROC")
     saved = load_detector(tmp_path / "m.ai").metadata["held_out_report"]
     assert saved["n_judged"] == 9 and saved["image_auroc"]["probability"] >= 0.9
+    # `score --split judged` with the model: the labeled images it did not train on, the same nine.
+    assert main(["score", str(tmp_path / "line"), "-m", str(tmp_path / "m.ai"), "--split", "judged",
+                 "-o", str(tmp_path / "judged.csv")]) == 0
+    rows = (tmp_path / "judged.csv").read_text().splitlines()[1:]
+    assert {row.split(",")[0] for row in rows} == judged
 
 
 def test_save_and_load_round_trip(tmp_path):

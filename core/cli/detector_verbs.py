@@ -15,7 +15,7 @@ from core.evaluate import SkipReport, evaluate, judge_held_out, score_in_chunks,
 from core.modelio import load_detector
 from core.progress_text import TextProgress
 from core.project import image_sets, project_items, sets_from_store, store_items
-from core.project.labeled_split import require_for, sets_for
+from core.project.labeled_split import judged_for_model, require_for, sets_for
 from core.project.opening import open_project
 
 
@@ -93,7 +93,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         return score_on_cluster(args, detector, score_into_project)
     if not args.out:
         return score_into_project(args, detector)
-    items = image_sets(args.data).judged if args.split in ("judged", "test") else project_items(args.data)
+    items = (judged_for_model(image_sets(args.data), detector.metadata) if args.split in ("judged", "test")
+             else project_items(args.data))
     with TextProgress("scoring") as bar:
         chunked = score_in_chunks(detector, items, progress=bar, log=_log, keep_maps=False)  # scores only
     result, loaded = chunked.result, chunked.scored
@@ -133,8 +134,8 @@ def score_into_project(args: argparse.Namespace, detector: Any, scorer: Any = sc
                 _log(f"skipped: {path}: {reason}")
             inside = data.resolve()
             items = [it for it in store_items(store) if Path(it.path).resolve().is_relative_to(inside)]
-        if args.split in ("judged", "test"):
-            judged = set(sets_from_store(store).judged_ids)
+        if args.split in ("judged", "test"):  # a supervised model: the labeled images it did not train on
+            judged = {store.image_id(it.path) for it in judged_for_model(sets_from_store(store), detector.metadata)}
             items = [it for it in items if store.image_id(it.path) in judged]
         resume = args.resume
         if resume == "latest":

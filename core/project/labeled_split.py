@@ -121,3 +121,13 @@ def trained_ids(store: Any, metadata: dict[str, Any]) -> np.ndarray | None:
         except (StoreError, KeyError, ValueError):
             continue  # an image removed from the project since
     return np.asarray(ids, dtype=np.int64)
+
+
+def judged_for_model(sets: ImageSets, metadata: dict[str, Any]) -> list[ImageItem]:
+    """The judged images for a trained model: for a supervised one (its metadata lists `trained_on`), every
+    labeled image it did not train on (held out, or labeled since); for the others the sets' judged images."""
+    paths = metadata.get("trained_on")
+    if paths is None:
+        return list(sets.judged)
+    trained = set(paths)
+    return [it for it, _ in _pool(sets) if relative_to_root(it.path, sets.root) not in trained]
