@@ -116,3 +116,18 @@ def test_label_defects_train_cnn_from_the_banner_and_review_next(qtbot, loop_win
     win.apply_label("good")
     qtbot.wait(400)
     assert banner.isHidden()
+
+
+def test_gallery_review_sort_uses_the_keys_nan_last(qtbot):
+    from inspector_gui.gallery_model import GalleryModel
+
+    model = GalleryModel(threads=1)
+    model.set_items([f"/x/{n}.png" for n in ("a", "b", "c", "d")])
+    model.set_review_keys([2.0, np.nan, 0.5, 1e9 + 0.1])
+    model.sort_by("review")
+    assert [model.path(r) for r in range(4)] == ["/x/c.png", "/x/a.png", "/x/d.png", "/x/b.png"]
+    model.set_review_keys([0.1, 0.2, 0.3, 0.4])  # new keys re-sort at once while sorted by them
+    assert [model.path(r) for r in range(4)] == ["/x/a.png", "/x/b.png", "/x/c.png", "/x/d.png"]
+    with pytest.raises(ValueError, match="3 keys for 4 images"):
+        model.set_review_keys([1.0, 2.0, 3.0])
+    model.shutdown()
