@@ -73,12 +73,15 @@ def strip_stats(strips: list[list[dict]]) -> dict:
             "max_abs_diff_median": float(np.median(diff) * 255)}
 
 
-def run_category(name: str, budget: float, per_class: int, seed: int) -> dict:
+def run_category(name: str, budget: float, per_class: int, seed: int, save: Path | None = None) -> dict:
     train, test, labels, paths = load_category(DATA / name, per_class, seed)
     det = OIAD(time_budget=budget)
     t0 = time.perf_counter()
     report = det.fit(train)
     fit_s = time.perf_counter() - t0
+    if save is not None:  # for benchmarks/screenshot_oiad_strips.py
+        save.mkdir(parents=True, exist_ok=True)
+        det.save(save / f"{name}.pt")
     t1 = time.perf_counter()
     res = det.score(test)
     score_s = time.perf_counter() - t1
@@ -136,6 +139,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--save-models", type=Path, help="save each trained model here as <category>.pt")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     meta = {"command": "python benchmarks/oiad_strips_bench.py " + " ".join(sys.argv[1:]),
@@ -147,7 +151,7 @@ def main() -> None:
         if not (DATA / name).is_dir():
             print(f"{name}: not found under {DATA}, skipped")
             continue
-        r = run_category(name, args.budget, args.per_class, args.seed)
+        r = run_category(name, args.budget, args.per_class, args.seed, args.save_models)
         print(json.dumps(r), flush=True)
         runs.append(r)
     meta["load_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())

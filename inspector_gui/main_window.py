@@ -388,7 +388,8 @@ class MainWindow(QMainWindow):
     def _show_strips(self, strips: list | None) -> None:
         self.morphs.set_strips(strips)
         self.morph_dock.setVisible(bool(strips))
-        self.viewer.set_outline(strips[0].get("box") if strips else None)
+        # The outline comes from the viewer's own geometry: the detector may have seen a reduced decode.
+        self.viewer.set_outline(self.viewer.cell_box(strips[0].get("cell")) if strips else None)
 
     @Slot(float, float)
     def show_strips_at(self, x: float, y: float) -> None:

@@ -270,6 +270,19 @@ class ImageViewer(QWidget):
             return None
         return patch_cell(x, y, grid.shape, self._geometry)
 
+    def cell_box(self, cell: tuple[int, int] | None) -> tuple[float, float, float, float] | None:
+        """The rectangle (x0, y0, x1, y1) in image pixels of patch-grid cell (row, col) of the shown maps; the
+        whole image for None (a whole-image unit); None when nothing is shown."""
+        if self._image is None:
+            return None
+        h, w = self._image.shape[:2]
+        g = self._geometry
+        if cell is None or g is None or (g.patch == 1 and g.stride == 1):
+            return 0.0, 0.0, float(w), float(h)
+        sy, sx = h / g.input_shape[0], w / g.input_shape[1]
+        y0, x0 = cell[0] * g.stride, cell[1] * g.stride
+        return x0 * sx, y0 * sy, (x0 + g.patch) * sx, (y0 + g.patch) * sy
+
     def clear(self) -> None:
         """Nothing shown: no image, no map, no contour (e.g. the image failed to load)."""
         self.set_outline(None)

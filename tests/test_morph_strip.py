@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from inspector_gui.morph_strip import TILE, MorphStripPanel, diff_limit, diverging, strip_image
 from inspector_gui.viewer import ImageViewer
@@ -77,3 +78,46 @@ def test_viewer_outlines_the_patch_and_reports_clicks(qtbot):
     assert viewer.outline() is None
     viewer.set_image(img, {"OIAD": img[:, :, 0]}, MapGeometry((64, 64), (64, 64), 1, 1))
     assert viewer.cell_at(5.0, 5.0) is None  # a pixel map has no patches to pick
+
+
+def test_window_outlines_the_strips_patch_and_a_click_shows_another(qtbot, tmp_path, tiny_demo):
+    """OIAD in patch mode in the window: the shown image's strips belong to its worst patch, which the viewer
+    outlines; clicking another patch shows that patch's strips and moves the outline."""
+    import shutil
+
+    from PySide6.QtCore import QSettings
+
+    from core.data.images import decode_image
+    from core.detectors.oiad import OIAD
+    from inspector_gui.main_window import MainWindow
+
+    data = tmp_path / "parts"
+    shutil.copytree(tiny_demo, data)
+    train = [decode_image(p) for p in sorted((data / "train" / "good").glob("*.png"))]
+    det = OIAD(image_size=32, patch=16, patch_stride=8, width=8, latent=4, disc_hidden=16, disc_layers=1, epochs=2,
+               batch_size=8, patches_per_image=2, n_morphs=4, codes="top-2", strip_length=4)
+    det.fit(train)
+    win = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    win.setProperty("quiet_errors", True)
+    win.confirm = lambda title, question: True
+    qtbot.addWidget(win)
+    win.open_path(data)
+    qtbot.waitUntil(lambda: win.store is not None, timeout=60_000)
+    win.score_with(det)
+    qtbot.waitUntil(lambda: win.run is not None and win.run.model is not None and not win.job.running,
+                    timeout=240_000)
+    target = sorted((data / "test").glob("*/*.png"))[-1]
+    win.show_image_id(win.store.image_id(target))
+    rows = win.morphs.rows
+    assert len(rows) == 2 and len(rows[0].tiles) == 2 + 4 and len(rows[0].diffs) == 4
+    first = win.viewer.outline()
+    cell = win.session.extras_for(win.current_id, "morph_strips")[0]["cell"]
+    assert first is not None and cell is not None
+    assert first[2] - first[0] == pytest.approx(16 * 64 / 32)  # a 16 px patch of the 32 px image, on 64 px
+    other = (0, 0) if tuple(cell) != (0, 0) else (2, 2)
+    x, y = (other[1] * 8 + 8) * 2.0, (other[0] * 8 + 8) * 2.0  # the patch centre in the 64 px image
+    win.show_strips_at(x, y)
+    assert win.morphs.rows[0] is not rows[0] and "row %d, col %d" % other in win.morphs.header.text()
+    box = win.viewer.outline()
+    assert box == pytest.approx((other[1] * 16.0, other[0] * 16.0, other[1] * 16.0 + 32, other[0] * 16.0 + 32))
+    win.close()

@@ -319,7 +319,7 @@ def plain_vae_recon_auroc(task, params: dict) -> float:
     net = DetectorVAE(1, params["image_size"], 20, params["width"])
     net.log_beta.requires_grad_(False)
     train_detector_vae(net, TCDiscriminator(20, 16, 1), lambda: x[torch.randint(len(x), (32,), generator=gen)],
-                       {**params, "gamma": 0.0, "eta": 0.0}, math.ceil(len(x) / 32), gen,
+                       {**params, "gamma": 0.0, "eta": 0.0, "warmup": 0.0}, math.ceil(len(x) / 32), gen,
                        progress=lambda *a: None, should_stop=lambda: False)
     xt = torch.from_numpy(np.stack(task.test).transpose(0, 3, 1, 2).copy())
     with torch.no_grad():

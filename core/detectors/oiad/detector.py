@@ -66,6 +66,13 @@ class OIAD(TorchDevice, ColourChannels, Detector):
     PARAMS = OIAD_PARAMS
     components = ("OIAD", "SC_mse", "SC_loss", "SC_ssim", "recon", "outside")
     default_component = "OIAD"
+    # The window shows this under the detector choice (training panel).
+    summary = ("OIAD (paper 001) targets semantic / global anomalies: an image or patch that is not of the "
+               "normal kind (a different digit, a missing or foreign part), not small surface flaws. Each "
+               "selected code of a disentangled VAE is traversed; its morphs' structure consistency (SC) is "
+               "compared with the code's normal interval, and the morph strips show what each code changes "
+               "(click a patch on the heat map). On the dev surface-defect data it is weak: image AUROC "
+               + "{DEV_AUROC}" + "; for scratches, cracks and contamination use padim or patchcore.")
 
     @classmethod
     def quick_settings(cls) -> dict[str, Any]:

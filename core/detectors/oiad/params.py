@@ -59,7 +59,7 @@ OIAD_PARAMS: tuple[Param, ...] = (
     settings.DEVICE,
 )
 
-MAX_VAL_PATCHES = 512  # patch mode: validation patches used for ranges and intervals
+MAX_VAL_PATCHES = 256  # patch mode: validation patches used for ranges and intervals (x K x m decodes)
 
 
 def parse_codes(text: str, latent: int) -> tuple[int | None, list[int] | None]:
