@@ -404,6 +404,10 @@ class MainWindow(QMainWindow):
         cell = self.viewer.cell_at(x, y)
         if cell is None and getattr(model, "mode", "image") != "image":
             return
+        stored = self._strips_for(self.current_id) if self.current_id is not None else None
+        if stored and stored[0].get("cell") is not None and tuple(stored[0]["cell"]) == cell:
+            self._show_strips(stored)  # the scored patch itself: the strips (and SC) the run computed
+            return
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             strips = model.strips_at(self._shown_image, cell)

@@ -63,13 +63,15 @@ def strip_image(morphs: np.ndarray, height: int = TILE) -> QImage:
     return img.scaledToHeight(height, Qt.TransformationMode.FastTransformation)
 
 
-def diff_limit(strips: list[dict]) -> float:
-    """The shared colour range of the difference tiles: the largest |morph - recon| of all rows (at least 1/255)."""
-    worst = 1.0 / 255
-    for s in strips:
-        if s.get("recon") is not None:
-            worst = max(worst, float(np.abs(np.asarray(s["morphs"]) - np.asarray(s["recon"])[None]).max()))
-    return worst
+def diff_limit(strips: list[dict], quantile: float = 0.99) -> float:
+    """The shared colour range of the difference tiles: the 99th percentile of |morph - recon| over every row's
+    pixels (at least 1/255; the few larger differences saturate), so one extreme corner does not wash out the
+    rest."""
+    parts = [np.abs(np.asarray(s["morphs"], np.float32) - np.asarray(s["recon"], np.float32)[None]).ravel()
+             for s in strips if s.get("recon") is not None]
+    if not parts:
+        return 1.0 / 255
+    return max(1.0 / 255, float(np.quantile(np.concatenate(parts), quantile)))
 
 
 class ScBar(QWidget):
@@ -126,12 +128,12 @@ class StripRow:
         lo, hi = strip["interval"]
         sc = float(strip["sc"])
         self.bar = ScBar(sc, (lo, hi))
-        verdict = "inside" if self.bar.inside else "OUTSIDE"
+        verdict = "inside" if self.bar.inside else ("OUTSIDE (above)" if sc > hi else "OUTSIDE (below)")
         colour = "#2ca02c" if self.bar.inside else "#d62728"
         values = strip.get("values")
         walk = f"<br>z from {values[0]:.3g} to {values[-1]:.3g}" if values else ""
         self.text = QLabel(f"<b>code {strip['code']}</b><br>{strip.get('metric', 'SC')} {sc:.4g}<br>"
-                           f"<span style='color:{colour}'>{verdict} [{lo:.4g}, {hi:.4g}]</span>{walk}")
+                           f"<span style='color:{colour}'>{verdict}</span><br>interval [{lo:.4g}, {hi:.4g}]{walk}")
         self.text.setTextFormat(Qt.TextFormat.RichText)
         left = QWidget()
         lay = QVBoxLayout(left)
@@ -140,7 +142,7 @@ class StripRow:
         lay.addWidget(self.bar)
         lay.addStretch(1)
         left.setFixedWidth(190)
-        parent_grid.addWidget(left, 2 * row, 0, 2, 1)
+        parent_grid.addWidget(left, 2 * row + 1, 0, 2, 1)
         self.widgets: list[QWidget] = [left]
         self.tiles: list[QLabel] = []
         self.diffs: list[QLabel] = []
@@ -150,19 +152,19 @@ class StripRow:
             if strip.get(key) is not None:
                 self.tiles.append(self._tile(tile_pixmap(strip[key], tile), f"{key} patch" if key == "source"
                                              else "reconstruction (the morphs' reference)"))
-                parent_grid.addWidget(self.tiles[-1], 2 * row, col)
+                parent_grid.addWidget(self.tiles[-1], 2 * row + 1, col)
                 col += 1
         morphs = np.asarray(strip["morphs"])
         for k, m in enumerate(morphs):
             tip = f"morph {k + 1} of {len(morphs)}" + (f", z = {values[k]:.4g}" if values else "")
             self.tiles.append(self._tile(tile_pixmap(m, tile), tip))
-            parent_grid.addWidget(self.tiles[-1], 2 * row, col + k)
+            parent_grid.addWidget(self.tiles[-1], 2 * row + 1, col + k)
             if recon is not None:
                 d = QLabel()
                 d.setPixmap(tile_pixmap(diverging(m - np.asarray(recon), limit), tile))
                 d.setToolTip(f"morph {k + 1} - reconstruction; blue -{limit:.3f}, white 0, red +{limit:.3f}")
                 self.diffs.append(d)
-                parent_grid.addWidget(d, 2 * row + 1, col + k)
+                parent_grid.addWidget(d, 2 * row + 2, col + k)
         self.widgets += self.tiles + self.diffs
 
     @staticmethod
@@ -206,6 +208,16 @@ class MorphStripPanel(QWidget):
         self.rows = []
         strips = strips or []
         self.limit = diff_limit(strips)
+        if strips:  # column captions (grid row 0)
+            first = strips[0]
+            heads = [h for h, key in (("source", "source"), ("reconstruction", "recon")) if first.get(key) is not None]
+            n = len(first["morphs"])
+            heads += [f"morph {k + 1}" + (" (low z)" if k == 0 else " (high z)" if k == n - 1 else "")
+                      for k in range(n)]
+            for c, h in enumerate(heads):
+                cap = QLabel(h)
+                cap.setAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.grid.addWidget(cap, 0, c + 1)
         for r, strip in enumerate(strips):
             self.rows.append(StripRow(strip, self.limit, self.grid, r, self.tile))
         if strips:
@@ -216,6 +228,6 @@ class MorphStripPanel(QWidget):
                 f"<b>{place}</b>: per code, source, reconstruction, then the morphs along the code's traversal "
                 f"(low to high z)" + (f"; under each morph, morph - reconstruction from <span style='color:#3050d0'>"
                                       f"-{self.limit:.3f}</span> (blue) through 0 (white) to <span "
-                                      f"style='color:#d62728'>+{self.limit:.3f}</span> (red), the same range for "
-                                      "every code" if has_diff else "") + ". Click a patch on the heat map for its strips.")
+                                      f"style='color:#d62728'>+{self.limit:.3f}</span> (red) of the [0, 1] grey "
+                                      "scale, the same range for every code (larger differences saturate)" if has_diff else "") + ". Click a patch on the heat map for its strips.")
         self.setVisible(bool(self.rows))

@@ -26,9 +26,10 @@ def test_rows_show_source_recon_morphs_and_shared_range_differences(qtbot):
     assert all(t.pixmap().width() >= 96 and t.pixmap().height() >= 96 for t in row.tiles + row.diffs)
     assert "inside" in row.text.text() and "OUTSIDE" in panel.rows[1].text.text()
     assert row.bar.inside and not panel.rows[1].bar.inside
-    # One colour range for every row: the largest |morph - recon| of all codes, stated in the header.
-    assert panel.limit == diff_limit(strips) and abs(panel.limit - 0.2) < 0.01
-    assert "-0.200" in panel.header.text() and "+0.200" in panel.header.text() and "row 1, col 2" in panel.header.text()
+    # One colour range for every row: the 99th percentile of |morph - recon| over all codes, stated in the header.
+    assert panel.limit == diff_limit(strips) and 0.15 < panel.limit <= 0.2 + 1e-6
+    assert f"-{panel.limit:.3f}" in panel.header.text() and f"+{panel.limit:.3f}" in panel.header.text()
+    assert "row 1, col 2" in panel.header.text()
     # the unchanged middle of the weak code's traversal is near white, the strong code's ends are saturated
     img = panel.rows[0].diffs[0].pixmap().toImage()
     assert img.pixelColor(5, 5).blue() > 200 and img.pixelColor(5, 5).red() < 60  # morph 1 is darker: blue
@@ -121,3 +122,14 @@ def test_window_outlines_the_strips_patch_and_a_click_shows_another(qtbot, tmp_p
     box = win.viewer.outline()
     assert box == pytest.approx((other[1] * 16.0, other[0] * 16.0, other[1] * 16.0 + 32, other[0] * 16.0 + 32))
     win.close()
+
+
+def test_training_panel_says_what_oiad_is_for(qtbot):
+    from inspector_gui.training_panel import TrainingPanel
+
+    panel = TrainingPanel(default_detector="oiad")
+    qtbot.addWidget(panel)
+    text = panel.detector_help.text()
+    assert "semantic" in text and "AUROC" in text and "{" not in text and not panel.detector_help.isHidden()
+    panel.detector.setCurrentText("vae")  # a detector without a summary: no stale text
+    assert panel.detector_help.text() == "" and panel.detector_help.isHidden()
