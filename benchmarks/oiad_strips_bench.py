@@ -103,15 +103,16 @@ def run_category(name: str, budget: float, per_class: int, seed: int, save: Path
 
 def markdown(runs: list[dict], meta: dict) -> str:
     lines = [
-        f"`{meta['command']}` on {meta['when']} ({meta['cpu']}, {meta['threads']} thread, load before "
-        f"{meta['load_before']}). OIAD with its defaults (mode auto = patch: 32 px patches of the 64 px image, "
+        f"`{meta['command']}` (last run {meta['when']}; {meta['cpu']}, {meta['threads']} thread; each row "
+        "says when it ran and the 1/5/15-min load average before it, on 2 cores shared with other jobs). OIAD "
+        "with its defaults (mode auto = patch: 32 px patches of the 64 px image, "
         "stride 16; m = 100 morphs; top-5 codes ranked by effect; widened code ranges; rec_weight auto) except "
         f"time_budget = {meta['budget']:.0f} s of training. Test images: up to {meta['per_class']} good and "
         f"{meta['per_class']} defect per category (seeded pick).",
         "",
         "| category | train | test (defect) | epochs | rec_weight | strip std top code /255 | per code rank | "
-        "SC_ssim spread across codes | AUROC OIAD | SC_ssim | SC_mse | recon | fit s | score s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "SC_ssim spread across codes | AUROC OIAD | SC_ssim | SC_mse | recon | fit s | score s | ran (load) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         a = r["auroc"]
@@ -119,7 +120,8 @@ def markdown(runs: list[dict], meta: dict) -> str:
             f"| {r['category']} | {r['n_train']} | {r['n_test']} ({r['n_defect']}) | {r['epochs']} | "
             f"{r['rec_weight']:.0f} | {r['strip_std_top_code']:.1f} | {r['strip_std_per_code_rank']} | "
             f"{100 * r['sc_ssim_spread_median']:.1f} % | {a['OIAD']:.3f} | {a['SC_ssim']:.3f} | {a['SC_mse']:.3f} | "
-            f"{a['recon']:.3f} | {r['fit_s']:.0f} | {r['score_s']:.0f} |")
+            f"{a['recon']:.3f} | {r['fit_s']:.0f} | {r['score_s']:.0f} | {r.get('when', '')} "
+            f"({r.get('load_before', '')}) |")
     lines += [
         "",
         "Strip std: mean over pixels of the std across the 8 morphs of a strip (the worst patch of each test "
@@ -151,7 +153,11 @@ def main() -> None:
         if not (DATA / name).is_dir():
             print(f"{name}: not found under {DATA}, skipped")
             continue
+        load = " ".join(f"{v:.2f}" for v in os.getloadavg())
         r = run_category(name, args.budget, args.per_class, args.seed, args.save_models)
+        r.update({"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": load,
+                  "load_after": " ".join(f"{v:.2f}" for v in os.getloadavg()), "budget": args.budget,
+                  "per_class": args.per_class})
         print(json.dumps(r), flush=True)
         runs.append(r)
     meta["load_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -159,6 +165,10 @@ def main() -> None:
         return
     out = DOCS / "bench-runs" / "oiad.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_file():  # merge by category: a category can be rerun alone
+        new = {r["category"] for r in runs}
+        old = [r for r in json.loads(out.read_text())["runs"] if r["category"] not in new]
+        runs = sorted(old + runs, key=lambda r: CATEGORIES.index(r["category"]) if r["category"] in CATEGORIES else 99)
     out.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1) + "\n")
     replace_section(DOCS / "benchmarks.md", SECTION, markdown(runs, meta))
 

@@ -3,6 +3,16 @@
 fit: train the Detector-VAE with its TC discriminator (oiad/training.py) on all but `val_share` of the good
 images; on the held-out normals measure each code's normal value range, rank the codes and select some,
 and record the SC of the validation normals (their alpha / (1 - alpha) fractiles are the intervals).
+
+Why the defaults are what they are (issue 18: on real surfaces the paper's setting gave strips of identical
+grey squares, every code the same SC): mode auto runs 32 px patches of the 64 px image (a whole-image VAE at
+64 px keeps too little detail for a code to change anything visible); rec_weight auto sets the likelihood's
+pixel noise from the training patches' contrast (a fixed sigma = 0.1 is larger than the texture of a metal or
+silicon surface, so the best VAE ignores the image and every code collapses to the prior); KL and TC weights
+warm up; code ranges are widened beyond the validation min..max (which spans a sliver of what the decoder
+responds to); codes are ranked by their traversal effect on decoded validation patches (relevance and SC
+tightness both favour collapsed codes: their morphs equal the reconstruction, so their SC is tight). Each
+selected code's SC comes from that code's morphs only and has its own fractile interval.
 score: for each image and selected code, search m natural morphs, decode them in batches, and compare
 (oiad/morphs.py). Components (higher = more anomalous for every one):
     SC_mse, SC_loss, SC_ssim   largest normalised excursion over the selected codes, per metric
@@ -496,5 +506,5 @@ def auto_rec_weight(units: torch.Tensor) -> float:
     texture the codes should carry); sigma kept in [0.005, 0.125] (rec_weight 32 to 20,000)."""
     x = units.float().flatten(1)
     s = float(x.var(dim=1, unbiased=False).mean().sqrt())
-    sigma = min(max(s / 4.0, 0.005), 0.125)
+    sigma = min(max(s / 8.0, 0.004), 0.125)
     return round(1.0 / (2.0 * sigma * sigma), 3)
