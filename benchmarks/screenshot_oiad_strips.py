@@ -63,6 +63,9 @@ def main() -> None:
     win.move(0, 0)
     win.viewer.set_opacity(0.45)
     settle(app, 1.0)
+    from PySide6.QtCore import Qt
+
+    win.resizeDocks([win.morph_dock], [330], Qt.Orientation.Vertical)
     record = win.store.image(win.current_id)
     if record.mask_path:
         ys, xs = np.nonzero(decode_mask(win.store.root / record.mask_path))

@@ -127,6 +127,10 @@ class MainWindow(QMainWindow):
         self.morph_dock.setWidget(self.morphs)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.morph_dock)
         self.morph_dock.hide()  # only detectors with latent traversals (OIAD) provide strips
+        # The strips need the window's full width (source, reconstruction and 8 morphs of 96 px): the bottom
+        # dock area takes both bottom corners, under the gallery and the Model dock too.
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.statusBar().showMessage("Open an image folder (Ctrl+O) or run `anomaly-inspector demo`.")
 
     def _build_actions(self) -> None:

@@ -22,9 +22,10 @@ OIAD_PARAMS: tuple[Param, ...] = (
           "codes and trains several times faster on a CPU)", minimum=4),
     Param("disc_layers", 3, "TC discriminator hidden layers (paper: 6)", minimum=1),
     Param("rec_weight", None, "weight of the summed squared error L_R: a Gaussian likelihood of variance "
-          "1 / (2 rec_weight), i.e. pixel noise sigma = 0.1 at 50. none = auto: sigma = a quarter of the "
-          "training pixels' standard deviation (50 on digits; a few thousand on low-contrast surfaces, where a "
-          "fixed 50 treats every texture as noise and the codes collapse to the prior)", minimum=0.0, kind=float),
+          "1 / (2 rec_weight), i.e. pixel noise sigma = 0.1 at 50. none = auto: sigma = an eighth of the "
+          "training patches' within-patch pixel standard deviation (about 90-360 on the bottle, 1,000-3,600 on "
+          "magnetic tiles and solar cells, where a fixed 50 treats the texture as noise and the codes collapse "
+          "to the prior)", minimum=0.0, kind=float),
     Param("warmup", 0.2, "share of the training steps over which the KL and TC weights ramp up from 0 (codes "
           "get used before the prior pulls them in)", minimum=0.0, maximum=1.0),
     Param("gamma", 40.0, "weight of the total-correlation term (paper: 40)", minimum=0.0),
