@@ -111,7 +111,8 @@ def markdown(runs: list[dict], meta: dict) -> str:
         f"{meta['per_class']} defect per category (seeded pick).",
         "",
         "| category | train | test (defect) | epochs | rec_weight | strip std top code /255 | per code rank | "
-        "SC_ssim spread across codes | AUROC OIAD | SC_ssim | SC_mse | recon | fit s | score s | finished (load before) |",
+        "SC_ssim spread across codes | AUROC OIAD | SC_ssim | SC_mse | recon | fit s | score s | "
+        "finished (load before) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:

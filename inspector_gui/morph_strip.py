@@ -37,7 +37,8 @@ def to_qimage(arr: np.ndarray) -> QImage:
 
 def tile_pixmap(arr: np.ndarray, size: int = TILE) -> QPixmap:
     """A tile scaled to `size` pixels square with nearest-neighbour (pixels stay pixels)."""
-    img = to_qimage(arr).scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
+    img = to_qimage(arr).scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
+                                Qt.TransformationMode.FastTransformation)
     return QPixmap.fromImage(img)
 
 
@@ -224,10 +225,11 @@ class MorphStripPanel(QWidget):
             cell = strips[0].get("cell")
             place = where or (f"patch (row {cell[0]}, col {cell[1]})" if cell is not None else "whole image")
             has_diff = strips[0].get("recon") is not None
-            self.header.setText(
-                f"<b>{place}</b>: per code, source, reconstruction, then the morphs along the code's traversal "
-                f"(low to high z)" + (f"; under each morph, morph - reconstruction from <span style='color:#3050d0'>"
-                                      f"-{self.limit:.3f}</span> (blue) through 0 (white) to <span "
-                                      f"style='color:#d62728'>+{self.limit:.3f}</span> (red) of the [0, 1] grey "
-                                      "scale, the same range for every code (larger differences saturate)" if has_diff else "") + ". Click a patch on the heat map for its strips.")
+            diff = (f"; under each morph, morph - reconstruction from <span style='color:#3050d0'>"
+                    f"-{self.limit:.3f}</span> (blue) through 0 (white) to <span style='color:#d62728'>"
+                    f"+{self.limit:.3f}</span> (red) of the [0, 1] grey scale, the same range for every code "
+                    "(larger differences saturate)") if has_diff else ""
+            self.header.setText(f"<b>{place}</b>: per code, source, reconstruction, then the morphs along the "
+                                f"code's traversal (low to high z){diff}. Click a patch on the heat map for its "
+                                "strips.")
         self.setVisible(bool(self.rows))

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from core.detectors.results import MapGeometry
 from inspector_gui.morph_strip import TILE, MorphStripPanel, diff_limit, diverging, strip_image
 from inspector_gui.viewer import ImageViewer
-from core.detectors.results import MapGeometry
 
 
 def strip(code: int, sc: float, rng, shape=(16, 16), shift: float = 0.0) -> dict:
@@ -118,7 +118,7 @@ def test_window_outlines_the_strips_patch_and_a_click_shows_another(qtbot, tmp_p
     other = (0, 0) if tuple(cell) != (0, 0) else (2, 2)
     x, y = (other[1] * 8 + 8) * 2.0, (other[0] * 8 + 8) * 2.0  # the patch centre in the 64 px image
     win.show_strips_at(x, y)
-    assert win.morphs.rows[0] is not rows[0] and "row %d, col %d" % other in win.morphs.header.text()
+    assert win.morphs.rows[0] is not rows[0] and f"row {other[0]}, col {other[1]}" in win.morphs.header.text()
     box = win.viewer.outline()
     assert box == pytest.approx((other[1] * 16.0, other[0] * 16.0, other[1] * 16.0 + 32, other[0] * 16.0 + 32))
     win.close()
