@@ -34,6 +34,7 @@ from inspector_gui.about import app_icon, show_about, window_title
 from inspector_gui.gallery import GalleryWidget
 from inspector_gui.label_bar import LabelBar
 from inspector_gui.morph_strip import STRIP_KEY, MorphStripPanel
+from inspector_gui.review_loop import ReviewLoop
 from inspector_gui.run_jobs import RunJobs
 from inspector_gui.session_bridge import SessionBridge
 from inspector_gui.shortcuts import SHORTCUTS, help_html
@@ -84,6 +85,7 @@ class MainWindow(QMainWindow):
         self._build_widgets()
         self._build_actions()
         self._connect_session()
+        self.loop = ReviewLoop(self)  # the train / retrain banner and the "review next" order (review_loop.py)
         self._restore_geometry()
         self._restore_viewer_settings()
 

@@ -15,6 +15,7 @@ from core.detectors.fusion import Fusion
 from core.detectors.oiad import OIAD
 from core.detectors.patch import PatchAE, PatchGMM, PatchIsolationForest, PatchVAE
 from core.detectors.pca import PcaGmmBic, PcaKDE, PcaOneClassSVM
+from core.detectors.supervised import SupervisedCNN
 
 _REGISTRY: dict[str, type[Detector]] = {}
 _ALIASES: dict[str, str] = {}
@@ -43,6 +44,7 @@ BUILTINS: tuple[tuple[type[Detector], tuple[str, ...]], ...] = (
     (KDCAE, ("kd-cae",)),
     (NICAE, ("ni-cae",)),
     (Fusion, ("fused",)),
+    (SupervisedCNN, ("supervised-cnn",)),
     (Recommended, ("default",)),
 )
 # What `evaluate` uses without --detector and the window preselects: the detector that held on every dev
