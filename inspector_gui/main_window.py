@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.data.images import ImageLoadError, decode_image, decode_mask
+from core.detectors.gan.samples import SAMPLE_GRID_KEY
 from core.detectors.results import MapGeometry
 from core.label_history import LabelHistory
 from core.session import ReviewSession, RunState
@@ -36,6 +37,7 @@ from inspector_gui.label_bar import LabelBar
 from inspector_gui.morph_strip import STRIP_KEY, MorphStripPanel
 from inspector_gui.review_loop import ReviewLoop
 from inspector_gui.run_jobs import RunJobs
+from inspector_gui.samples_panel import SamplesPanel
 from inspector_gui.session_bridge import SessionBridge
 from inspector_gui.shortcuts import SHORTCUTS, help_html
 from inspector_gui.threshold_panel import ThresholdPanel
@@ -119,6 +121,7 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.training, "Training")
         self.tabs.addTab(self.threshold, "Threshold")
+        self.samples = SamplesPanel()  # a tab only for runs of GAN-based models (_show_samples)
         right = self.model_dock = QDockWidget("Model", self)
         right.setObjectName("model_dock")
         right.setWidget(self.tabs)
@@ -264,6 +267,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opened {store.path} ({store.n_images} images)")
         if self.run is not None:
             self._show_scores()
+            self._show_samples(self.run.run_id)
             rec = store.threshold(self.run.run_id)
             if rec:
                 self.threshold_model.set_thresholds(rec.t1, rec.t2, rec.method)
@@ -318,6 +322,7 @@ class MainWindow(QMainWindow):
             self._drift_run = run_id
             saved = self.store.run_info(run_id).metadata.get("drift_warning")
             self.training.show_drift(saved["message"] if saved else None)
+            self._show_samples(run_id)
         self._show_scores()
         rec = self.store.threshold(run_id)
         if rec:
@@ -336,6 +341,15 @@ class MainWindow(QMainWindow):
         self._drift_run = run_id
         self.training.show_drift(message)
         self.statusBar().showMessage(message.split(". ")[0] + ".")
+
+    def _show_samples(self, run_id: str) -> None:
+        """The Samples tab with the generated images the run's model kept (GAN-based models), else no tab."""
+        has = self.samples.set_grid(self.store.run_info(run_id).metadata.get(SAMPLE_GRID_KEY))
+        index = self.tabs.indexOf(self.samples)
+        if has and index < 0:
+            self.tabs.addTab(self.samples, "Samples")
+        elif not has and index >= 0:
+            self.tabs.removeTab(index)
 
     def _show_growing_run(self) -> None:
         run_id, self._growing_run = self._growing_run, None

@@ -205,9 +205,12 @@ class TrainingPanel(QWidget):
         budget = info.get("time_budget")
         frac = budget_fraction(done / total if total else 0.0, stage_elapsed, budget)
         self.progress.setValue(int(1000 * frac))
-        text = f"{stage.capitalize()}: {done} / {total}"
+        text = f"{stage[:1].upper() + stage[1:]}: {done} / {total}"
         if "epoch" in info:
             text += f", epoch {info['epoch']}" + (f" / {info['epochs']}" if info.get("epochs") else "")
+        losses = [f"{k[:-5].replace('_', ' ')} loss {v:.4g}" for k, v in info.items()  # e.g. a GAN's two losses
+                  if k.endswith("_loss") and isinstance(v, float) and math.isfinite(v)]
+        text += "".join(f", {t}" for t in losses)
         left = eta_seconds(frac, stage_elapsed, budget) if frac < 1 else None
         if left is not None and (frac > 0 or budget):
             bounded = bool(budget) and left == max(0.0, budget - stage_elapsed)
