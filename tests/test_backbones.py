@@ -151,3 +151,16 @@ def test_unknown_backbone_is_refused() -> None:
         PaDiM(backbone="lite4")
     with pytest.raises(BackboneError, match="unknown backbone"):
         weights_path("lite4")
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_backbone_is_installed_and_bundled(variant: str) -> None:
+    """pyproject pins each weights package, and the PyInstaller spec collects its files and names its module
+    (the setting imports it by name, which PyInstaller's analysis cannot see)."""
+    root = Path(__file__).resolve().parents[1]
+    v = VARIANTS[variant]
+    assert f'"{v.pip}"' in (root / "pyproject.toml").read_text()
+    spec = (root / "packaging" / "anomaly-inspector.spec").read_text()
+    assert f'collect_data_files("{v.module}")' in spec
+    hidden = spec.split("hiddenimports = [", 1)[1].split("]", 1)[0]
+    assert f'"{v.module}"' in hidden
