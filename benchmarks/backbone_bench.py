@@ -184,6 +184,8 @@ def main() -> None:
     ap.add_argument("--categories", nargs="+", default=list(CATEGORIES))
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--skip", nargs="*", default=[], metavar="DETECTOR:LAYERS",
+                    help="combinations left out, e.g. patchcore:s4+s8")
     ap.add_argument("--no-docs", action="store_true", help="print the rows; do not write docs/")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -195,6 +197,8 @@ def main() -> None:
             cached = install_cache(backbone, category, args.image_size)
             for name in args.detectors:
                 for layers in args.layers:
+                    if f"{name}:{layers}" in args.skip:
+                        continue
                     row = run_one(category, name, backbone, layers, cached)
                     print(json.dumps({k: v for k, v in row.items() if k != "params"}), flush=True)
                     rows.append(row)
