@@ -164,3 +164,12 @@ def test_every_backbone_is_installed_and_bundled(variant: str) -> None:
     assert f'collect_data_files("{v.module}")' in spec
     hidden = spec.split("hiddenimports = [", 1)[1].split("]", 1)[0]
     assert f'"{v.module}"' in hidden
+
+
+def test_default_backbone_and_stages_per_detector() -> None:
+    """The defaults the backbone benchmark kept (docs/benchmarks.md "backbones and stages"): Lite0 everywhere;
+    PatchCore on stride 16 + 32 (better on all three dev categories), PaDiM and the recommended detector on 8 + 16."""
+    assert {n: create(n).params["backbone"] for n in ("padim", "patchcore", "recommended")} == dict.fromkeys(
+        ("padim", "patchcore", "recommended"), "lite0")
+    assert create("patchcore").params["layers"] == "s16+s32"
+    assert create("padim").params["layers"] == create("recommended").params["layers"] == "s8+s16"

@@ -13,6 +13,7 @@ a model trained on other weights is refused instead of silently scoring nonsense
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Iterator, Sequence
@@ -60,7 +61,8 @@ FEATURE_PARAMS: tuple[Param, ...] = (
           choices=BACKBONE_CHOICES),
     Param("image_size", 224, "images are resized to this square side before the backbone", minimum=32,
           maximum=1024),
-    Param("layers", "s8+s16", "backbone stages by stride, concatenated at the finest one's grid",
+    Param("layers", "s8+s16", "backbone stages by stride, concatenated at the finest one's grid (s16+s32: "
+          "wider context; s8+s16 or s4+s8: finer maps, for defects small against the part)",
           choices=LAYER_CHOICES),
     Param("normalize", "imagenet", "input normalisation: ImageNet mean/std, or the TF-Lite (x-127)/128",
           choices=("imagenet", "tflite")),
@@ -75,6 +77,13 @@ FEATURE_PARAMS: tuple[Param, ...] = (
     settings.seed("patch sampling, coreset start, channel subset"),
     settings.DEVICE,
 )
+
+
+
+def with_defaults(params: tuple[Param, ...], defaults: dict[str, Any]) -> tuple[Param, ...]:
+    """`params` with some defaults changed (a detector whose best stages differ from the shared default)."""
+    return tuple(dataclasses.replace(p, default=defaults[p.name]) if p.name in defaults else p for p in params)
+
 
 _NET_LOCK = threading.Lock()
 _NETS: dict[tuple[str, str], EfficientNetLite] = {}
