@@ -45,6 +45,7 @@ DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "docs" / "bench-runs" / "backbone.json"
 CACHE = Path("/tmp/backbone_bench_cache")
 SECTION = "backbones and stages"
+NOTES = ROOT / "docs" / "bench-runs" / "backbone-notes.md"  # the reading of the numbers, kept under the tables
 CATEGORIES = ("mvtec_bottle", "magnetic_tile", "elpv")
 TAPS = ("s4", "s8", "s16", "s32")  # every stage a layers choice can ask for
 
@@ -228,7 +229,8 @@ def write(rows: list[dict[str, Any]], cost: dict[str, dict[str, Any]], args: arg
         "(backbone, category) under /tmp, keyed by the exact input tensor, so stage choices share one backbone "
         "pass; train s / score s are the detector's own time summed over the three categories with the "
         "backbone's time taken out, and the backbone's uncached cost is below.\n\n"
-        + mean_table(data["rows"]) + "\n\n" + cost_table(data["backbone_cost"]) + "\n")
+        + mean_table(data["rows"]) + "\n\n" + cost_table(data["backbone_cost"]) + "\n\n"
+        + (NOTES.read_text(encoding="utf-8") if NOTES.is_file() else "") + "\n")
     replace_section(ROOT / "docs" / "benchmarks.md", SECTION, body)
 
 
