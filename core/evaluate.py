@@ -25,6 +25,7 @@ from core.detectors.registry import create, detector_class
 from core.detectors.results import MapGeometry, ScoreResult, map_layout, shared_map_ranges
 from core.pixel_eval import PixelMapSpool, has_masks, pixel_metrics
 from core.project import ImageSets, image_sets
+from core.project.labeled_split import require_for, sets_for, trained_on
 from core.store import Store, StoreError
 
 Log = Callable[[str], None]
@@ -153,16 +154,24 @@ def train_detector(sets: ImageSets, name: str, params: dict[str, Any], *, progre
     """Fit detector NAME on the project's training set (good images marked for training).
 
     Too few training images, before or after unreadable files are left out, is TooFewTrainingImages with a
-    message saying how many there are and how to mark more."""
-    needed = detector_class(name).min_train_images
-    sets.require_training(needed, name)
+    message saying how many there are and how to mark more. A supervised detector trains on the labeled
+    training share of both classes (core.project.labeled_split) and gets their labels."""
+    cls = detector_class(name)
+    sets = sets_for(sets, cls)
+    needed = cls.min_train_images
+    require_for(sets, cls, name)
     detector = create(name, **params)
     train = load_source(sets.train, detector.input_side(), log, skips)
     if len(train.images) < needed or not train.images:
-        readable = ImageSets(sets.root, sets.origin, train=list(train.items), store_path=sets.store_path)
-        readable.require_training(needed, name)
+        readable = ImageSets(sets.root, sets.origin, train=list(train.items), judged=list(sets.judged),
+                             store_path=sets.store_path, supervised=sets.supervised)
+        require_for(readable, cls, name)
     stamp_training(detector, train, sets.root)
-    detector.fit(train.images, progress=progress, should_stop=should_stop)
+    extra = {}
+    if cls.supervised:
+        extra["labels"] = image_labels(train.items)
+        detector.metadata["trained_on"] = trained_on(train.items, sets.root)  # left out of its thresholds
+    detector.fit(train.images, progress=progress, should_stop=should_stop, **extra)
     return detector, train
 
 
@@ -205,13 +214,23 @@ def measure(result: ScoreResult, items: Sequence[ImageItem], log: Log = print,
     return out
 
 
+def judge_held_out(detector: Detector, sets: ImageSets, log: Log = print) -> dict[str, Any]:
+    """Score the judged set (for a supervised detector: the held-out labeled share) and measure it: what
+    `train` reports for a supervised detector, which has no other honest figure."""
+    chunked = score_in_chunks(detector, sets.judged, log=log, keep_maps=False)
+    items = chunked.scored.items
+    measured = measure(chunked.result, items, log)
+    return {"n_judged": len(items), "n_judged_defect": int(image_labels(items).sum()),
+            **{k: measured[k] for k in ("image_auroc", "image_aupr", "f1_max", "note") if k in measured}}
+
+
 def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: ProgressFn = no_progress,
              log: Log = print, keep_maps: bool = False) -> tuple[dict[str, Any], Detector, ScoreResult, LoadedImages]:
     """Train on DATA's training set, score its judged set (labeled images not used for training), return the
     JSON report. DATA is a folder (its project store decides if it has one, else its layout) or a store.
     The returned result holds scores only, unless `keep_maps` (small sets: tests, screenshots): memory then
     grows with the number of images."""
-    sets = image_sets(data)
+    sets = sets_for(image_sets(data), detector_class(name))  # supervised: a held-out share of each class
     skips = SkipReport(log)
     t0 = time.perf_counter()
     detector, train = train_detector(sets, name, params, progress=progress, log=log, skips=skips)
@@ -246,6 +265,8 @@ def evaluate(data: str | Path, name: str, params: dict[str, Any], *, progress: P
         "n_test": len(test.items),
         "n_test_defect": int(image_labels(test.items).sum()),
         "left_out": {"suspicious": sets.n_suspicious, "unlabeled": sets.n_unlabeled},
+        **({"n_train_defect": int(image_labels(train.items).sum()), "judged": "held-out labeled share"}
+           if sets.supervised else {}),
         "skipped_files": skips.lines(),
     }
     drift = detector.drift_warning(result)

@@ -162,7 +162,8 @@ class GalleryView(QListView):
             gallery.retain_thumbnails(self.visible_paths())
 
 
-_SORTS = (("Score, high first", "score", True), ("Score, low first", "score", False), ("Name", "name", False))
+_SORTS = (("Score, high first", "score", True), ("Score, low first", "score", False), ("Name", "name", False),
+          ("Review next", "review", False))  # unlabeled, least sure first (core.session.label_loop)
 
 
 def _swatch(colour: str) -> QIcon:
@@ -192,7 +193,10 @@ class GalleryWidget(QWidget):
         self.sort_combo = QComboBox()
         for text, key, desc in _SORTS:
             self.sort_combo.addItem(text, (key, desc))
-        self.sort_combo.setToolTip("Order of the tiles; unscored images always come last")
+        self.sort_combo.setToolTip("Order of the tiles; unscored images always come last. Review next: unlabeled "
+                                   "images the model is least sure about first (inside the review band, nearest "
+                                   "the threshold), labeled ones after them; it is re-sorted when new scores or "
+                                   "thresholds arrive, not under your cursor while you label")
         self.label_checks: dict[str, QCheckBox] = {}
         for name in LABELS:
             box = QCheckBox(name)

@@ -37,7 +37,7 @@ from PySide6.QtCore import (
 from core.vocabulary import LABELS, canonical_label
 from inspector_gui.gallery_thumbs import THUMB_SIZE, ThumbnailLoader, placeholder_image
 
-SORT_KEYS = ("score", "name")
+SORT_KEYS = ("score", "name", "review")  # review: core.session.label_loop.review_keys, ascending
 _LABEL_CODE = {name: code for code, name in enumerate(LABELS)}
 
 
@@ -199,6 +199,22 @@ class GalleryModel(QAbstractListModel):
         if self._sort_key == "score":
             self._apply_sort(emit_layout=True)
 
+    def set_review_keys(self, keys: np.ndarray | Sequence[float] | None) -> None:
+        """The "review next" sort key per image, in item order (ascending = review first, NaN last; see
+        core.session.label_loop). Re-sorts when the gallery is sorted by it. None clears it."""
+        n = len(self._paths)
+        values = np.full(n, np.nan) if keys is None else np.asarray(keys, dtype=np.float64).reshape(-1)
+        if values.shape[0] != n:
+            raise ValueError(f"set_review_keys: {values.shape[0]} keys for {n} images")
+        self._review_keys = values.copy()
+        self.revision += 1
+        if self._sort_key == "review":
+            self._apply_sort(emit_layout=True)
+
+    def review_keys(self) -> np.ndarray:
+        """The "review next" keys in item order (a copy)."""
+        return self._review_keys.copy()
+
     def set_label(self, row: int, label: str, defect_type: str = "") -> None:
         """Label the image in `row` (current row order). Emits dataChanged for that row and labelChanged."""
         if not 0 <= row < len(self._paths):
@@ -250,7 +266,8 @@ class GalleryModel(QAbstractListModel):
         return self._band
 
     def sort_by(self, key: str, descending: bool = True) -> None:
-        """Order rows by "score" (NaN last in both directions; ties by name) or by file "name"."""
+        """Order rows by "score" (NaN last in both directions; ties by name), by file "name", or "review" (the
+        keys of set_review_keys, ascending, NaN last)."""
         if key not in SORT_KEYS:
             raise ValueError(f"sort key must be one of {', '.join(SORT_KEYS)}, not {key!r}")
         self._sort_key, self._sort_desc = key, bool(descending)
@@ -340,6 +357,7 @@ class GalleryModel(QAbstractListModel):
         self._defect_codes = np.array([self._defect_code(d) for d in defect_types], dtype=np.int32).reshape(n)
         self._label_codes = _label_codes(labels).reshape(n)
         self._scores = np.full(n, np.nan)
+        self._review_keys = np.full(n, np.nan)
         self._review = np.zeros(n, dtype=bool)
         folded = [name.casefold() for name in self._names]
         name_order = sorted(range(n), key=lambda i: (folded[i], paths[i]))
@@ -385,6 +403,8 @@ class GalleryModel(QAbstractListModel):
         if self._sort_key == "score":
             key = -self._scores if self._sort_desc else self._scores
             order = np.lexsort((self._name_rank, key))  # last key is primary; NaN sorts last
+        elif self._sort_key == "review":  # least sure first, whatever `descending` says
+            order = np.lexsort((self._name_rank, self._review_keys))
         else:
             order = np.argsort(-self._name_rank if self._sort_desc else self._name_rank, kind="stable")
         if emit_layout:

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.data.images import ImageLoadError, decode_image, decode_mask
+from core.detectors.gan.samples import SAMPLE_GRID_KEY
 from core.detectors.results import MapGeometry
 from core.label_history import LabelHistory
 from core.session import ReviewSession, RunState
@@ -34,7 +35,9 @@ from inspector_gui.about import app_icon, show_about, window_title
 from inspector_gui.gallery import GalleryWidget
 from inspector_gui.label_bar import LabelBar
 from inspector_gui.morph_strip import STRIP_KEY, MorphStripPanel
+from inspector_gui.review_loop import ReviewLoop
 from inspector_gui.run_jobs import RunJobs
+from inspector_gui.samples_panel import SamplesPanel
 from inspector_gui.session_bridge import SessionBridge
 from inspector_gui.shortcuts import SHORTCUTS, help_html
 from inspector_gui.threshold_panel import ThresholdPanel
@@ -84,12 +87,15 @@ class MainWindow(QMainWindow):
         self._build_widgets()
         self._build_actions()
         self._connect_session()
+        self.loop = ReviewLoop(self)  # the train / retrain banner and the "review next" order (review_loop.py)
         self._restore_geometry()
         self._restore_viewer_settings()
 
     # ================================================================== construction
     def _build_widgets(self) -> None:
         self.viewer = ImageViewer()
+        self.viewer.imageClicked.connect(self.show_strips_at)
+        self._shown_image: np.ndarray | None = None
         self.label_bar = LabelBar()
         self.label_bar.labelRequested.connect(self.apply_label)
         centre = QWidget()
@@ -115,6 +121,7 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.training, "Training")
         self.tabs.addTab(self.threshold, "Threshold")
+        self.samples = SamplesPanel()  # a tab only for runs of GAN-based models (_show_samples)
         right = self.model_dock = QDockWidget("Model", self)
         right.setObjectName("model_dock")
         right.setWidget(self.tabs)
@@ -125,6 +132,10 @@ class MainWindow(QMainWindow):
         self.morph_dock.setWidget(self.morphs)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.morph_dock)
         self.morph_dock.hide()  # only detectors with latent traversals (OIAD) provide strips
+        # The strips need the window's full width (source, reconstruction and 8 morphs of 96 px): the bottom
+        # dock area takes both bottom corners, under the gallery and the Model dock too.
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.statusBar().showMessage("Open an image folder (Ctrl+O) or run `anomaly-inspector demo`.")
 
     def _build_actions(self) -> None:
@@ -256,6 +267,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opened {store.path} ({store.n_images} images)")
         if self.run is not None:
             self._show_scores()
+            self._show_samples(self.run.run_id)
             rec = store.threshold(self.run.run_id)
             if rec:
                 self.threshold_model.set_thresholds(rec.t1, rec.t2, rec.method)
@@ -310,6 +322,7 @@ class MainWindow(QMainWindow):
             self._drift_run = run_id
             saved = self.store.run_info(run_id).metadata.get("drift_warning")
             self.training.show_drift(saved["message"] if saved else None)
+            self._show_samples(run_id)
         self._show_scores()
         rec = self.store.threshold(run_id)
         if rec:
@@ -328,6 +341,15 @@ class MainWindow(QMainWindow):
         self._drift_run = run_id
         self.training.show_drift(message)
         self.statusBar().showMessage(message.split(". ")[0] + ".")
+
+    def _show_samples(self, run_id: str) -> None:
+        """The Samples tab with the generated images the run's model kept (GAN-based models), else no tab."""
+        has = self.samples.set_grid(self.store.run_info(run_id).metadata.get(SAMPLE_GRID_KEY))
+        index = self.tabs.indexOf(self.samples)
+        if has and index < 0:
+            self.tabs.addTab(self.samples, "Samples")
+        elif not has and index >= 0:
+            self.tabs.removeTab(index)
 
     def _show_growing_run(self) -> None:
         run_id, self._growing_run = self._growing_run, None
@@ -367,9 +389,9 @@ class MainWindow(QMainWindow):
             for comp, (lo, hi) in self.run.ranges.items():
                 self.viewer.set_shared_range(comp, lo, hi)
         self.viewer.set_image(image, maps, geometry, mask, title=Path(path).name)
+        self._shown_image = image
         strips = self._strips_for(image_id)
-        self.morphs.set_strips(strips)
-        self.morph_dock.setVisible(bool(strips))
+        self._show_strips(strips)
         lab = self.store.label(image_id)
         self.label_bar.show_label(lab.label, lab.defect_type, lab.note)
 
@@ -382,6 +404,39 @@ class MainWindow(QMainWindow):
 
     def _strips_for(self, image_id: int) -> list | None:
         return self.session.extras_for(image_id, STRIP_KEY)
+
+    def _show_strips(self, strips: list | None) -> None:
+        self.morphs.set_strips(strips)
+        self.morph_dock.setVisible(bool(strips))
+        # The outline comes from the viewer's own geometry: the detector may have seen a reduced decode.
+        self.viewer.set_outline(self.viewer.cell_box(strips[0].get("cell")) if strips else None)
+
+    @Slot(float, float)
+    def show_strips_at(self, x: float, y: float) -> None:
+        """A click on the image: the morph strips of the patch under (x, y), computed by the run's model (OIAD's
+        strips_at) — a few hundred decodes, a fraction of a second."""
+        model = self.run.model if self.run is not None else None
+        if self._shown_image is None or model is None or not hasattr(model, "strips_at"):
+            return
+        if self.job is not None and self.job.running:
+            self.statusBar().showMessage("Morph strips of another patch: wait until the running job ends.")
+            return
+        cell = self.viewer.cell_at(x, y)
+        if cell is None and getattr(model, "mode", "image") != "image":
+            return
+        stored = self._strips_for(self.current_id) if self.current_id is not None else None
+        if stored and stored[0].get("cell") is not None and tuple(stored[0]["cell"]) == cell:
+            self._show_strips(stored)  # the scored patch itself: the strips (and SC) the run computed
+            return
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            strips = model.strips_at(self._shown_image, cell)
+        except Exception as exc:  # noqa: BLE001 - a failed look must not end the review
+            self.statusBar().showMessage(f"Morph strips not computed: {exc}")
+            return
+        finally:
+            QApplication.restoreOverrideCursor()
+        self._show_strips(strips)
 
     def step_image(self, delta: int) -> None:
         """Next / previous image in the gallery's current order and filter."""

@@ -34,7 +34,11 @@ class RunJobs:
             return
         try:
             work = self.session.training_job(name, settings)
-        except (TooFewTrainingImages, DetectorError, SessionError) as exc:
+        except TooFewTrainingImages as exc:  # said in the panel and the status bar, never a blocking box
+            self.win.training.status.setText(str(exc))
+            self.win.statusBar().showMessage(str(exc))
+            return
+        except (DetectorError, SessionError) as exc:
             self.win.error(str(exc))
             return
         self._run_job(f"train {name}", work)

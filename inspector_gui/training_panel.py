@@ -90,6 +90,10 @@ class TrainingPanel(QWidget):
         self.detector.addItems(available())
         self.detector.setCurrentText(default_detector)
         self.detector.currentTextChanged.connect(self._build_form)
+        # What the chosen detector is for (its class's `summary`, when it has one): shown under the choice.
+        self.detector_help = QLabel("")
+        self.detector_help.setWordWrap(True)
+        self.detector_help.setStyleSheet("QLabel { color: palette(mid); }")
         self.form_host = QWidget()
         self.form = QFormLayout(self.form_host)
         scroll = QScrollArea()
@@ -124,6 +128,7 @@ class TrainingPanel(QWidget):
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.detector_help)
         layout.addWidget(scroll, 2)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
@@ -138,6 +143,10 @@ class TrainingPanel(QWidget):
         while self.form.rowCount():
             self.form.removeRow(0)
         self._editors.clear()
+        summary = getattr(detector_class(name), "summary", "")
+        self.detector_help.setText(summary)
+        self.detector_help.setVisible(bool(summary))
+        self.detector.setToolTip(summary)
         params = sorted(detector_class(name).PARAMS,
                         key=lambda p: (_FIRST.index(p.name) if p.name in _FIRST else len(_FIRST), p.name))
         for p in params:
@@ -196,9 +205,12 @@ class TrainingPanel(QWidget):
         budget = info.get("time_budget")
         frac = budget_fraction(done / total if total else 0.0, stage_elapsed, budget)
         self.progress.setValue(int(1000 * frac))
-        text = f"{stage.capitalize()}: {done} / {total}"
+        text = f"{stage[:1].upper() + stage[1:]}: {done} / {total}"
         if "epoch" in info:
             text += f", epoch {info['epoch']}" + (f" / {info['epochs']}" if info.get("epochs") else "")
+        losses = [f"{k[:-5].replace('_', ' ')} loss {v:.4g}" for k, v in info.items()  # e.g. a GAN's two losses
+                  if k.endswith("_loss") and isinstance(v, float) and math.isfinite(v)]
+        text += "".join(f", {t}" for t in losses)
         left = eta_seconds(frac, stage_elapsed, budget) if frac < 1 else None
         if left is not None and (frac > 0 or budget):
             bounded = bool(budget) and left == max(0.0, budget - stage_elapsed)

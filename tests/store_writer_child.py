@@ -96,6 +96,7 @@ def kill_trials(store_path: Path, n_trials: int, *, seed: int = 0, max_delay: fl
                                  str(seed * 100_003 + trial)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         early = rng.random() < early_fraction
+        head = ""
         if early:
             time.sleep(rng.uniform(0.0, 0.6))
         else:
@@ -105,11 +106,21 @@ def kill_trials(store_path: Path, n_trials: int, *, seed: int = 0, max_delay: fl
                 rest = proc.stdout.read() if proc.stdout else ""
                 proc.wait()
                 raise RuntimeError(f"writer did not start: {first!r} {rest[-2000:]}")
-            time.sleep(rng.uniform(0.0, max_delay))
+            head = first
+            # Kill after a random number of acknowledged writes, then a random moment inside the next ones: a
+            # delay in seconds alone makes the test's coverage depend on how busy the machine is (on a loaded
+            # machine the writer acknowledged too few labels before the kill).
+            for _ in range(rng.randint(2, 16)):
+                while proc.stdout:
+                    line = proc.stdout.readline()
+                    head += line
+                    if not line or line.startswith(("ACK", "DONE")):
+                        break
+            time.sleep(rng.uniform(0.0, max_delay) * rng.random() ** 2)
         proc.send_signal(signal.SIGKILL)
         # Read through the same text wrapper that readline() used: it may already hold the next lines
         # (communicate() would read the raw pipe and silently drop them).
-        out = proc.stdout.read() if proc.stdout else ""
+        out = head + (proc.stdout.read() if proc.stdout else "")
         proc.wait()
         stats.trials += 1
         stats.early_kills += early and "READY" not in out

@@ -112,6 +112,9 @@ def test_open_train_threshold_label_undo_export(qtbot, window, tmp_path):
 
     # -- label three images with hotkeys (auto-advance moves on), undo the last ---------------------------
     win.activateWindow()
+    # From the gallery's first row, so that auto-advance has rows to move on to (after training the gallery is in
+    # score order and the shown image may be the last one).
+    win.step_image(-10_000)
     first = win.current_id
     labeled = []
     for key in (Qt.Key.Key_G, Qt.Key.Key_D, Qt.Key.Key_S):

@@ -28,11 +28,16 @@ def images(n: int, seed: int) -> list[np.ndarray]:
 TEST = images(3, seed=1)
 
 
+def labels_for(name: str, n: int) -> dict:
+    """fit()'s labels for a supervised detector (alternating good / defect), nothing for the others."""
+    return {"labels": [k % 2 == 1 for k in range(n)]} if detector_class(name).supervised else {}
+
+
 @cache
 def fitted(name: str) -> Detector:
     """One trained detector per name for the whole module (training is the slow part)."""
     det = create(name, **detector_class(name).quick_settings())
-    det.fit(images(8, seed=0))
+    det.fit(images(8, seed=0), **labels_for(name, 8))
     return det
 
 
@@ -71,7 +76,7 @@ def test_every_declared_component_is_scored_and_the_default_is_one_of_them(name:
 def test_should_stop_cancels_fit_and_score(name: str) -> None:
     fresh = create(name, **detector_class(name).quick_settings())
     with pytest.raises(Cancelled):
-        fresh.fit(images(8, seed=0), should_stop=lambda: True)
+        fresh.fit(images(8, seed=0), should_stop=lambda: True, **labels_for(name, 8))
     assert not fresh.fitted
     with pytest.raises(Cancelled):
         fitted(name).score(TEST, should_stop=lambda: True)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from core.data.photometric import (
+    GAIN_CEILING,
     Normalised,
     Photometry,
     drift_warning,
@@ -121,3 +122,16 @@ def test_gain_restores_the_unclipped_pixels_of_a_brighter_exposure():
     brighter = np.clip(img * np.float32(1.1), 0, 1)
     back = normalise(brighter, "gain", ref)
     np.testing.assert_allclose(back[8:], img[8:], atol=2e-3)
+
+
+def test_gain_makes_clipped_highlights_alike_in_every_exposure():
+    """A region clipped white in training (a third of every bottle image) is clipped under a brighter exposure
+    too, and is no longer clipped under a darker one: after the gain it must look the same in all three."""
+    img = textured(1, 11)[0] * np.float32(0.8)
+    img[:10] = 1.0  # saturated, as on the bottle's rim
+    ref = (*level(img), median_level(img))
+    base = normalise(img, "gain", ref)
+    for g in (0.9, 1.1):
+        changed = normalise(np.clip(img * np.float32(g), 0, 1), "gain", ref)
+        np.testing.assert_allclose(changed, base, atol=3e-3)
+    assert (base[:10] == GAIN_CEILING).all() and base.max() <= GAIN_CEILING

@@ -198,6 +198,14 @@ def test_label_validation_and_no_op(store: Store) -> None:
     store.set_label(0, "good")
     store.set_label(0, "good")  # same values: nothing to log
     assert len(store.history()) == 1
+    # a person confirming an imported label is kept (source human, one audit row); re-importing it is not
+    store.set_label(1, "defect", source="import")
+    store.set_label(1, "defect", source="import")
+    assert len(store.history()) == 2 and store.label(1).source == "import"
+    store.set_label(1, "defect")
+    assert len(store.history()) == 3 and store.label(1).source == "human"
+    store.set_label(1, "defect", source="import")  # an import never overrides the person's confirmation
+    assert store.label(1).source == "human"
 
 
 def test_history_and_replay_reproduce_labels(store: Store) -> None:

@@ -11,10 +11,11 @@ from typing import Any
 
 from core.data.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, parse_pixels, set_max_pixels
 from core.detectors.registry import RECOMMENDED, available, detector_class, parse_settings
-from core.evaluate import SkipReport, evaluate, score_in_chunks, score_into_store, train_detector
+from core.evaluate import SkipReport, evaluate, judge_held_out, score_in_chunks, score_into_store, train_detector
 from core.modelio import load_detector
 from core.progress_text import TextProgress
 from core.project import image_sets, project_items, sets_from_store, store_items
+from core.project.labeled_split import judged_for_model, require_for, sets_for
 from core.project.opening import open_project
 
 
@@ -55,17 +56,31 @@ def _print_skip_count(n: int) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     _use_pixel_limit(args)
-    sets = image_sets(args.data)
+    cls = detector_class(args.detector)
+    sets = sets_for(image_sets(args.data), cls)  # supervised: from the stored labels, a share of each held out
+    if cls.supervised:
+        require_for(sets, cls, args.detector)  # too few labels: one plain line, before any work
     _log(f"{sets.where}: {sets.summary()}")
     skips = SkipReport(_log)
+    settings = _settings(args)
     with TextProgress("training") as bar:
-        detector, train = train_detector(sets, args.detector, _settings(args), progress=bar, log=_log,
+        detector, train = train_detector(sets, args.detector, settings, progress=bar, log=_log,
                                          skips=skips)
+    held = None
+    if cls.supervised and sets.judged:  # its report: the held-out labeled images only
+        held = judge_held_out(detector, sets, log=_log)
+        detector.metadata["held_out_report"] = held
     detector.save(args.out)
     rep = detector.fit_report
     _print_skip_count(len(skips.skipped))
     print(f"trained {detector.name} on {len(train.images)} images in {rep.seconds:.1f} s "
           f"({rep.epochs} epochs, stopped by {rep.stopped_by}); saved {args.out}")
+    if held is not None:
+        comp = detector.default_component
+        figures = (f"AUROC {held['image_auroc'][comp]:.3f}, AUPR {held['image_aupr'][comp]:.3f}, "
+                   f"F1-max {held['f1_max'][comp]:.3f}" if comp in held["image_auroc"] else held.get("note", ""))
+        print(f"held out: {held['n_judged'] - held['n_judged_defect']} good and {held['n_judged_defect']} defect "
+              f"labeled images not trained on: {figures}")
     return 0
 
 
@@ -78,7 +93,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         return score_on_cluster(args, detector, score_into_project)
     if not args.out:
         return score_into_project(args, detector)
-    items = image_sets(args.data).judged if args.split in ("judged", "test") else project_items(args.data)
+    items = (judged_for_model(image_sets(args.data), detector.metadata) if args.split in ("judged", "test")
+             else project_items(args.data))
     with TextProgress("scoring") as bar:
         chunked = score_in_chunks(detector, items, progress=bar, log=_log, keep_maps=False)  # scores only
     result, loaded = chunked.result, chunked.scored
@@ -118,8 +134,8 @@ def score_into_project(args: argparse.Namespace, detector: Any, scorer: Any = sc
                 _log(f"skipped: {path}: {reason}")
             inside = data.resolve()
             items = [it for it in store_items(store) if Path(it.path).resolve().is_relative_to(inside)]
-        if args.split in ("judged", "test"):
-            judged = set(sets_from_store(store).judged_ids)
+        if args.split in ("judged", "test"):  # a supervised model: the labeled images it did not train on
+            judged = {store.image_id(it.path) for it in judged_for_model(sets_from_store(store), detector.metadata)}
             items = [it for it in items if store.image_id(it.path) in judged]
         resume = args.resume
         if resume == "latest":

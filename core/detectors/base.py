@@ -128,6 +128,11 @@ class Detector(ABC):
     # Fewest good training images the method can fit on; the engine refuses fewer with a plain message
     # (how many there are, how to mark more) before any work starts.
     min_train_images: ClassVar[int] = 1
+    # A supervised detector learns from labeled good AND defect images: fit() then takes `labels` (True =
+    # defect) and hands them to `_fit(..., labels=...)`; the engine chooses its training and judged sets from
+    # the stored labels (core.project.labeled_split) and refuses fewer defect labels than min_defect_labels.
+    supervised: ClassVar[bool] = False
+    min_defect_labels: ClassVar[int] = 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -158,13 +163,25 @@ class Detector(ABC):
     # -- public contract -------------------------------------------------------------------------
     def fit(
         self, images: Sequence[np.ndarray], *, progress: ProgressFn = no_progress,
-        should_stop: StopFn = never_stop,
+        should_stop: StopFn = never_stop, labels: Sequence[bool] | np.ndarray | None = None,
     ) -> FitReport:
+        """Train. `labels` (True = defect, one per image) is for supervised detectors only: they need it,
+        the others take no labels."""
         if len(images) == 0:
             raise DetectorError(f"{self.name}: no training images")
+        extra: dict[str, Any] = {}
+        if self.supervised:
+            if labels is None:
+                raise DetectorError(f"{self.name} is supervised: it trains on labeled good and defect images")
+            flags = np.asarray(labels, dtype=bool).reshape(-1)
+            if flags.shape[0] != len(images):
+                raise DetectorError(f"{self.name}: {flags.shape[0]} labels for {len(images)} images")
+            extra["labels"] = flags
+        elif labels is not None:
+            raise DetectorError(f"{self.name} is unsupervised: it trains on good images only, without labels")
         photometry = training_photometry(images)
         self.metadata["photometry"] = photometry.to_json()
-        report = self._fit(self._normalised(images), progress=progress, should_stop=should_stop)
+        report = self._fit(self._normalised(images), progress=progress, should_stop=should_stop, **extra)
         self.fit_report = report
         self.fitted = True
         return report

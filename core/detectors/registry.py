@@ -12,9 +12,11 @@ from core.detectors.autoencoders import KDCAE, NICAE, ConvAE, DecentralizationAE
 from core.detectors.base import Detector, DetectorError
 from core.detectors.features import PaDiM, PatchCore, Recommended
 from core.detectors.fusion import Fusion
+from core.detectors.gan.fanogan import FAnoGAN
 from core.detectors.oiad import OIAD
 from core.detectors.patch import PatchAE, PatchGMM, PatchIsolationForest, PatchVAE
 from core.detectors.pca import PcaGmmBic, PcaKDE, PcaOneClassSVM
+from core.detectors.supervised import SupervisedCNN
 
 _REGISTRY: dict[str, type[Detector]] = {}
 _ALIASES: dict[str, str] = {}
@@ -42,7 +44,9 @@ BUILTINS: tuple[tuple[type[Detector], tuple[str, ...]], ...] = (
     (ConvAE, ()),
     (KDCAE, ("kd-cae",)),
     (NICAE, ("ni-cae",)),
+    (FAnoGAN, ("f-anogan",)),
     (Fusion, ("fused",)),
+    (SupervisedCNN, ("supervised-cnn",)),
     (Recommended, ("default",)),
 )
 # What `evaluate` uses without --detector and the window preselects: the detector that held on every dev

@@ -44,6 +44,7 @@ class ImageSets:
     n_unlabeled: int = 0
     n_suspicious: int = 0
     store_path: Path | None = None
+    supervised: bool = False  # split for a supervised detector: train and judged hold both classes (labeled_split)
 
     @property
     def where(self) -> str:
@@ -58,6 +59,10 @@ class ImageSets:
         c = self.counts()
         left = [f"{c[k]} {k}" for k in ("suspicious", "unlabeled") if c[k]]
         tail = f"; left out: {', '.join(left)}" if left else ""
+        if self.supervised:  # labeled_split.py: both classes train, a share of each is held out
+            train_defect = sum(it.label == "defect" for it in self.train)
+            return (f"training on {c['train'] - train_defect} good and {train_defect} defect images; judging "
+                    f"{c['judged_good']} good and {c['judged_defect']} defect images held out{tail}")
         return (f"training on {c['train']} good images; judging {c['judged_good']} good and "
                 f"{c['judged_defect']} defect images not used for training{tail}")
 

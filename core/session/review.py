@@ -35,6 +35,7 @@ from core.evaluate import StoredRun, save_beside_store, score_keeping_extras, tr
 from core.label_history import LabelHistory, LabelState, LabelStep
 from core.modelio import load_detector
 from core.project import ImageSets, role, sets_from_store, store_items
+from core.project.labeled_split import require_for, sets_for, trained_ids
 from core.project.opening import open_project
 from core.session.events import Events
 from core.session.run_state import RunState
@@ -69,6 +70,7 @@ class ReviewSession:
         self.history = LabelHistory()
         self._lock = threading.RLock()
         self._shut_down = False
+        self._trained_cache: tuple[str, np.ndarray | None] | None = None  # (run id, its supervised training ids)
 
     # ================================================================== opening and closing
     def open(self, target: str | Path) -> Future:
@@ -125,16 +127,38 @@ class ReviewSession:
             return None
         sets = self.sets()
         scores = np.array(self.run.scores, dtype=np.float64)
-        scores[sets.train_ids] = np.nan
         labels = np.array([lb.label for lb in self.store.labels()], dtype=object)
+        trained = self._supervised_trained_ids()
+        if trained is not None:  # a supervised run: judged = labeled images its model did not train on
+            train_ids = trained
+            judged_ids = np.setdiff1d(np.flatnonzero(np.isin(labels, ("good", "defect"))), trained)
+        else:
+            train_ids, judged_ids = np.asarray(sets.train_ids, np.int64), np.asarray(sets.judged_ids, np.int64)
+        scores[train_ids[train_ids < len(scores)]] = np.nan
         judged = np.full(len(labels), "unlabeled", dtype=object)
-        judged[sets.judged_ids] = labels[sets.judged_ids]
-        return ThresholdData(scores[:len(labels)], judged, len(sets.train_ids), len(sets.judged_ids))
+        judged[judged_ids] = labels[judged_ids]
+        return ThresholdData(scores[:len(labels)], judged, len(train_ids), len(judged_ids))
 
     def judged_label(self, image_id: int, label: str) -> str:
         """The label the threshold panel counts for one image: its label if judged, else "unlabeled"."""
         store = self.require_store()
+        trained = self._supervised_trained_ids()
+        if trained is not None:
+            return label if label in ("good", "defect") and image_id not in set(trained.tolist()) else "unlabeled"
         return label if role(label, store.image(image_id).split) == "judged" else "unlabeled"
+
+    def _supervised_trained_ids(self) -> np.ndarray | None:
+        """The images the shown run's supervised model trained on (labeled_split.trained_ids); None for an
+        unsupervised run. Read once per run."""
+        run = self.run
+        if run is None or run.run_id is None or self.store is None:
+            return None
+        cached = self._trained_cache
+        if cached is not None and cached[0] == run.run_id:
+            return cached[1]
+        ids = trained_ids(self.store, self.store.run_info(run.run_id).metadata)
+        self._trained_cache = (run.run_id, ids)
+        return ids
 
     # ================================================================== labels
     def label(self, image_id: int, label: str, defect_type: str = "", note: str = "") -> Future:
@@ -251,8 +275,9 @@ class ReviewSession:
         """Train `name` on the project's training set, save the model in the project, score every image into a
         growing run. Too few training images (TooFewTrainingImages) is raised now, before anything starts."""
         store = self.require_store()
-        sets, items = sets_from_store(store), store_items(store)
-        sets.require_training(detector_class(name).min_train_images, name)
+        cls = detector_class(name)
+        sets, items = sets_for(sets_from_store(store), cls), store_items(store)
+        require_for(sets, cls, name)  # a supervised detector: enough good and defect labels
 
         def work(progress: ProgressFn, should_stop: StopFn) -> StoredRun:
             return train_into_store(store, sets, name, settings, items, progress=self._announcing(progress),

@@ -116,7 +116,10 @@ class Labels:
             if defect and label not in ("defect", "suspicious"):
                 raise ValueError(f"a {label!r} image has no defect type (got {defect_type!r})")
             new_note = old.note if note is None else note
-            if (old.label, old.defect_type, old.note) == (label, defect, new_note):
+            # Unchanged, unless a person confirms an imported or model label: that confirmation is itself worth
+            # keeping (source becomes "human", with an audit row), e.g. an engineer checking imported ground truth.
+            if (old.label, old.defect_type, old.note) == (label, defect, new_note) and (
+                    old.source == source or source != "human"):
                 out.append(old)
                 continue
             new = LabelRecord(i, label, defect, new_note, source, self._h.user, now, run_id or "")

@@ -21,6 +21,7 @@ from core.data.patches import to_tensor
 from core.detectors import settings
 from core.detectors.base import Cancelled, Detector, DetectorError, FitReport, Param, ProgressFn, StopFn
 from core.detectors.channels import ColourChannels
+from core.detectors.gan.dcgan import AUGMENT_PARAMS, DcganAugmenter, remaining, split_budget
 from core.detectors.results import MapGeometry, ScoreResult
 from core.detectors.torch_runtime import TorchDevice, load_net_state, net_state, seed_everything
 from core.detectors.training_loop import run_training
@@ -39,7 +40,7 @@ def common_params(*, image_size: int, epochs: int, batch: int, lr: float, lr_hel
         settings.CHANNELS,
         settings.seed("initialisation, shuffling, augmentation"),
         settings.DEVICE,
-    )
+    ) + AUGMENT_PARAMS
 
 
 def ssim_difference(x: torch.Tensor, y: torch.Tensor, window: int = SSIM_WINDOW) -> torch.Tensor:
@@ -151,6 +152,7 @@ class ImageAutoencoder(TorchDevice, ColourChannels, Detector):
         self.gen = gen
         data, _ = self.prepare(images)
         data = self.split_training(data, gen)
+        augmenter, budget = self.train_augmenter(data, gen, progress, should_stop)
         self.net = self.build_net().to(self.device)
         self.net.train()
         opt = torch.optim.Adam(self.net.parameters(), lr=self.params["lr"])
@@ -158,7 +160,10 @@ class ImageAutoencoder(TorchDevice, ColourChannels, Detector):
 
         def step() -> float:
             idx = sampler.next()
-            x = self.to_net(self.augment(data[idx], idx, gen).to(self.device))
+            x = self.augment(data[idx], idx, gen)
+            if augmenter is not None:  # DCGAN-generated good images on top of the real ones (paper 004)
+                x = torch.cat([x, augmenter.extra(len(x), gen)])
+            x = self.to_net(x.to(self.device))
             loss = self.training_loss(x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -166,11 +171,28 @@ class ImageAutoencoder(TorchDevice, ColourChannels, Detector):
             return loss.item()
 
         report = run_training(step, epochs=int(self.params["epochs"]), steps_per_epoch=sampler.steps_per_epoch,
-                              time_budget=self.params["time_budget"], progress=progress,
+                              time_budget=budget, progress=progress,
                               should_stop=should_stop, after_epoch=self.after_epoch)
         self.net.eval()
+        if augmenter is not None:
+            self.metadata.update(augmenter.metadata(int(self.params["seed"])))
+            report.seconds += augmenter.report.seconds
+            if augmenter.report.stopped_by == "time_budget":
+                report.stopped_by = "time_budget"
         self.after_fit(data)
         return report
+
+    def train_augmenter(self, data: torch.Tensor, gen: torch.Generator, progress: ProgressFn,
+                        should_stop: StopFn) -> tuple[DcganAugmenter | None, float]:
+        """With augment=dcgan, the DCGAN trained on the training images (on its share of the time budget);
+        and the autoencoder's own time budget."""
+        total = float(self.params["time_budget"])
+        if self.params.get("augment", "none") != "dcgan":
+            return None, total
+        augmenter = DcganAugmenter(self.params, self.n_channels, int(self.params["image_size"]), self.device)
+        used = augmenter.train(data, gen, split_budget(total, self.params["augment_budget_share"]), progress,
+                               should_stop).seconds
+        return augmenter, remaining(total, used)
 
     def split_training(self, data: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """The images training steps use (a subclass may hold some back for validation)."""
