@@ -146,7 +146,7 @@ def merge(rows: list[dict[str, Any]], backbone_cost: dict[str, dict[str, Any]]) 
     kept = [r for r in old["rows"] if tuple(r[k] for k in ident) not in fresh]
     cost = dict(old.get("backbone_cost", {}))
     cost.update(backbone_cost)
-    return {"rows": kept + rows, "backbone_cost": cost}
+    return {**old, "rows": kept + rows, "backbone_cost": cost}  # other keys (checks run apart) are kept
 
 
 def mean_table(rows: list[dict[str, Any]]) -> str:
