@@ -94,6 +94,8 @@ class MainWindow(QMainWindow):
     # ================================================================== construction
     def _build_widgets(self) -> None:
         self.viewer = ImageViewer()
+        self.viewer.imageClicked.connect(self.show_strips_at)
+        self._shown_image: np.ndarray | None = None
         self.label_bar = LabelBar()
         self.label_bar.labelRequested.connect(self.apply_label)
         centre = QWidget()
@@ -130,6 +132,10 @@ class MainWindow(QMainWindow):
         self.morph_dock.setWidget(self.morphs)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.morph_dock)
         self.morph_dock.hide()  # only detectors with latent traversals (OIAD) provide strips
+        # The strips need the window's full width (source, reconstruction and 8 morphs of 96 px): the bottom
+        # dock area takes both bottom corners, under the gallery and the Model dock too.
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.statusBar().showMessage("Open an image folder (Ctrl+O) or run `anomaly-inspector demo`.")
 
     def _build_actions(self) -> None:
@@ -383,9 +389,9 @@ class MainWindow(QMainWindow):
             for comp, (lo, hi) in self.run.ranges.items():
                 self.viewer.set_shared_range(comp, lo, hi)
         self.viewer.set_image(image, maps, geometry, mask, title=Path(path).name)
+        self._shown_image = image
         strips = self._strips_for(image_id)
-        self.morphs.set_strips(strips)
-        self.morph_dock.setVisible(bool(strips))
+        self._show_strips(strips)
         lab = self.store.label(image_id)
         self.label_bar.show_label(lab.label, lab.defect_type, lab.note)
 
@@ -398,6 +404,39 @@ class MainWindow(QMainWindow):
 
     def _strips_for(self, image_id: int) -> list | None:
         return self.session.extras_for(image_id, STRIP_KEY)
+
+    def _show_strips(self, strips: list | None) -> None:
+        self.morphs.set_strips(strips)
+        self.morph_dock.setVisible(bool(strips))
+        # The outline comes from the viewer's own geometry: the detector may have seen a reduced decode.
+        self.viewer.set_outline(self.viewer.cell_box(strips[0].get("cell")) if strips else None)
+
+    @Slot(float, float)
+    def show_strips_at(self, x: float, y: float) -> None:
+        """A click on the image: the morph strips of the patch under (x, y), computed by the run's model (OIAD's
+        strips_at) — a few hundred decodes, a fraction of a second."""
+        model = self.run.model if self.run is not None else None
+        if self._shown_image is None or model is None or not hasattr(model, "strips_at"):
+            return
+        if self.job is not None and self.job.running:
+            self.statusBar().showMessage("Morph strips of another patch: wait until the running job ends.")
+            return
+        cell = self.viewer.cell_at(x, y)
+        if cell is None and getattr(model, "mode", "image") != "image":
+            return
+        stored = self._strips_for(self.current_id) if self.current_id is not None else None
+        if stored and stored[0].get("cell") is not None and tuple(stored[0]["cell"]) == cell:
+            self._show_strips(stored)  # the scored patch itself: the strips (and SC) the run computed
+            return
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            strips = model.strips_at(self._shown_image, cell)
+        except Exception as exc:  # noqa: BLE001 - a failed look must not end the review
+            self.statusBar().showMessage(f"Morph strips not computed: {exc}")
+            return
+        finally:
+            QApplication.restoreOverrideCursor()
+        self._show_strips(strips)
 
     def step_image(self, delta: int) -> None:
         """Next / previous image in the gallery's current order and filter."""

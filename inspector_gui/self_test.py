@@ -151,14 +151,18 @@ def step_export(ctx: Context) -> str:
 def step_backbone(ctx: Context) -> str:
     import torch
 
-    from core.nets.efficientnet_lite import pretrained_lite0, weights_path
+    from core.nets.efficientnet_lite import VARIANTS, pretrained, weights_path
 
-    net = pretrained_lite0()
-    with torch.no_grad():
-        logits = net(torch.zeros(1, 3, 64, 64))
-    if tuple(logits.shape) != (1, 1000) or not torch.isfinite(logits).all():
-        raise SelfTestError(f"EfficientNet-Lite0 gave {tuple(logits.shape)}, expected (1, 1000) finite logits")
-    return f"EfficientNet-Lite0 ImageNet weights ({weights_path().name}) load and run"
+    loaded = []
+    for variant in VARIANTS:  # lite0, lite1, lite2: the feature detectors' backbone setting
+        net = pretrained(variant)
+        with torch.no_grad():
+            logits = net(torch.zeros(1, 3, 64, 64))
+        title = VARIANTS[variant].title
+        if tuple(logits.shape) != (1, 1000) or not torch.isfinite(logits).all():
+            raise SelfTestError(f"{title} gave {tuple(logits.shape)}, expected (1, 1000) finite logits")
+        loaded.append(f"{title} ({weights_path(variant).name})")
+    return f"ImageNet weights of {', '.join(loaded)} load and run"
 
 
 Step = tuple[str, Callable[[Context], str]]

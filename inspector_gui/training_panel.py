@@ -90,6 +90,10 @@ class TrainingPanel(QWidget):
         self.detector.addItems(available())
         self.detector.setCurrentText(default_detector)
         self.detector.currentTextChanged.connect(self._build_form)
+        # What the chosen detector is for (its class's `summary`, when it has one): shown under the choice.
+        self.detector_help = QLabel("")
+        self.detector_help.setWordWrap(True)
+        self.detector_help.setStyleSheet("QLabel { color: palette(mid); }")
         self.form_host = QWidget()
         self.form = QFormLayout(self.form_host)
         scroll = QScrollArea()
@@ -124,6 +128,7 @@ class TrainingPanel(QWidget):
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.detector_help)
         layout.addWidget(scroll, 2)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
@@ -138,6 +143,10 @@ class TrainingPanel(QWidget):
         while self.form.rowCount():
             self.form.removeRow(0)
         self._editors.clear()
+        summary = getattr(detector_class(name), "summary", "")
+        self.detector_help.setText(summary)
+        self.detector_help.setVisible(bool(summary))
+        self.detector.setToolTip(summary)
         params = sorted(detector_class(name).PARAMS,
                         key=lambda p: (_FIRST.index(p.name) if p.name in _FIRST else len(_FIRST), p.name))
         for p in params:

