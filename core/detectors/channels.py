@@ -8,8 +8,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
-from core.data.images import common_channels, convert_channels
+from core.data.images import common_channels, convert_channels, resize_image
+from core.data.patches import to_tensor
+from core.detectors.results import MapGeometry
 
 
 class ColourChannels:
@@ -32,3 +35,14 @@ class ColourChannels:
     @property
     def n_channels(self) -> int:
         return 3 if self.metadata.get("channels_used") == "rgb" else 1
+
+    def square_tensors(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[MapGeometry]]:
+        """(N, C, S, S) float32 in [0, 1], each image in the recorded channels resized to the "image_size"
+        square, and where each image's map lies: what the whole-image detectors (autoencoders, GANs, cnn) see."""
+        self.channels_for(images)
+        size = int(self.params["image_size"])
+        tensors, geometry = [], []
+        for img in images:
+            tensors.append(to_tensor(resize_image(self.convert(img), size).astype(np.float32, copy=False)))
+            geometry.append(MapGeometry((size, size), (int(img.shape[0]), int(img.shape[1])), 1, 1))
+        return torch.stack(tensors), geometry

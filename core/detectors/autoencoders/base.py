@@ -16,8 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.data.images import resize_image
-from core.data.patches import to_tensor
 from core.detectors import settings
 from core.detectors.base import Cancelled, Detector, DetectorError, FitReport, Param, ProgressFn, StopFn
 from core.detectors.channels import ColourChannels
@@ -138,14 +136,7 @@ class ImageAutoencoder(TorchDevice, ColourChannels, Detector):
     # -- machinery -----------------------------------------------------------------------------------
     def prepare(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[MapGeometry]]:
         """(N, C, S, S) float32 in [0, 1] in the recorded channels, and where the maps lie."""
-        self.channels_for(images)
-        size = int(self.params["image_size"])
-        tensors, geometry = [], []
-        for img in images:
-            out = resize_image(self.convert(img), size).astype(np.float32, copy=False)
-            tensors.append(to_tensor(out))
-            geometry.append(MapGeometry((size, size), (int(img.shape[0]), int(img.shape[1])), 1, 1))
-        return torch.stack(tensors), geometry
+        return self.square_tensors(images)
 
     def _fit(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> FitReport:
         gen = seed_everything(int(self.params["seed"]))

@@ -30,8 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.data.images import resize_image
-from core.data.patches import to_tensor
 from core.detectors import settings
 from core.detectors.autoencoders.base import EpochSampler
 from core.detectors.autoencoders.cae import random_hflip
@@ -102,13 +100,8 @@ class FAnoGAN(TorchDevice, ColourChannels, Detector):
 
     def prepare(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[MapGeometry]]:
         """(N, C, S, S) in [-1, 1] (the paper's mean 0.5 / std 0.5) and where the maps lie."""
-        self.channels_for(images)
-        size = int(self.params["image_size"])
-        tensors, geometry = [], []
-        for img in images:
-            tensors.append(to_tensor(resize_image(self.convert(img), size).astype(np.float32, copy=False)))
-            geometry.append(MapGeometry((size, size), (int(img.shape[0]), int(img.shape[1])), 1, 1))
-        return torch.stack(tensors) * 2 - 1, geometry
+        tensors, geometry = self.square_tensors(images)
+        return tensors * 2 - 1, geometry
 
     # -- training ---------------------------------------------------------------------------------
     def _fit(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn) -> FitReport:

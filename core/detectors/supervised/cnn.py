@@ -28,8 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.data.images import resize_image
-from core.data.patches import to_tensor
 from core.detectors import settings
 from core.detectors.base import Cancelled, Detector, DetectorError, FitReport, Param, ProgressFn, StopFn
 from core.detectors.channels import ColourChannels
@@ -140,13 +138,7 @@ class SupervisedCNN(TorchDevice, ColourChannels, Detector):
                         batch_norm=bool(self.params["batch_norm"]), glorot=self.params["init"] == "glorot")
 
     def prepare(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[MapGeometry]]:
-        self.channels_for(images)
-        size = int(self.params["image_size"])
-        tensors, geometry = [], []
-        for img in images:
-            tensors.append(to_tensor(resize_image(self.convert(img), size).astype(np.float32, copy=False)))
-            geometry.append(MapGeometry((size, size), (int(img.shape[0]), int(img.shape[1])), 1, 1))
-        return torch.stack(tensors), geometry
+        return self.square_tensors(images)
 
     def _fit(self, images: Sequence[np.ndarray], *, progress: ProgressFn, should_stop: StopFn,
              labels: np.ndarray | None = None) -> FitReport:
